@@ -1,0 +1,38 @@
+"""``kyklos validate``, ``kyklos init`` and ``kyklos demo``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from kyklos.cli.state import STATE
+
+
+def register(root: typer.Typer) -> None:
+    """Add this area's commands to the root app."""
+    root.command("validate")(validate)
+
+
+def validate(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Check kyklos.yaml and report every problem at once."""
+    from kyklos.api.project import validate_project
+    from kyklos.cli.render import console, emit
+
+    report = validate_project(STATE.project)
+
+    def human(data: Any) -> None:
+        if data["valid"]:
+            console().print(f"[green]✓[/green] {data['file']} is valid")
+            return
+        console().print(f"[red]✗[/red] {data['file']}: {len(data['issues'])} problem(s)")
+        for issue in data["issues"]:
+            console().print(f"  [bold]{issue['path']}[/bold]: got {issue['value']!r}, expected {issue['expected']}", markup=True)
+            if issue["hint"]:
+                console().print(f"    hint: {issue['hint']}")
+
+    emit(report, as_json=as_json, human=human)
+    if not report["valid"]:
+        raise typer.Exit(1)

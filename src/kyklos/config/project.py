@@ -1,0 +1,267 @@
+"""The project file ``kyklos.yaml``, modelled with pydantic.
+
+Validation happens here, at the edge; everything inside kyklos receives these frozen models.
+Sections for later parts of the loop (``serve``, ``monitor``, ``retrain``) are modelled now so that
+a project file written today keeps validating as features land.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kyklos.config.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+__all__ = [
+    "DataConfig",
+    "EvaluateConfig",
+    "ModelConfig",
+    "MonitorConfig",
+    "PipelineConfig",
+    "PreprocessingConfig",
+    "ProjectConfig",
+    "RegistryConfig",
+    "RetrainConfig",
+    "ServeConfig",
+    "SplitConfig",
+    "StepConfig",
+    "StoreConfig",
+    "TrackingConfig",
+    "infer_task",
+    "infer_task_of",
+    "parse_duration",
+]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration like ``90s``, ``10m``, ``2h`` or ``1d``.
+
+    >>> parse_duration("10m")
+    600.0
+    """
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration; write a number and a unit: 500ms, 30s, 10m, 2h, 1d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the training table comes from and which column is the target."""
+
+    source: str = Field(description="CSV or Parquet path (relative to the project) or URI")
+    target: str = Field(description="the column to predict")
+    time_column: str | None = Field(None, description="orders rows for time splits and windows")
+    features: list[str] | None = Field(None, description="feature columns; default: all others")
+    drop: list[str] = Field(default_factory=list, description="columns never used as features")
+    name: str | None = Field(None, description="dataset name; default: the project name")
+
+
+class PreprocessingConfig(_Section):
+    """Preprocessing fitted inside the model's sklearn Pipeline (so serving cannot skew)."""
+
+    numeric_impute: Literal["median", "mean", "most_frequent", "constant"] = "median"
+    scale: bool = True
+    categorical_impute: Literal["most_frequent", "constant"] = "constant"
+    encode: Literal["onehot", "ordinal"] = "onehot"
+    max_categories: int | None = Field(30, ge=2)
+    unknown: Literal["ignore", "error"] = "ignore"
+
+
+class ModelConfig(_Section):
+    """The estimator, by import path, with its parameters and the seed."""
+
+    estimator: str = "sklearn.ensemble.HistGradientBoostingClassifier"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+    task: Literal["auto", "classification", "regression"] = "auto"
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
+            raise ValueError("expected an import path like 'sklearn.linear_model.LogisticRegression'")
+        return value
+
+
+class SplitConfig(_Section):
+    """How the test split is cut: by time (needs ``data.time_column``), at random, or stratified."""
+
+    method: Literal["time", "random", "stratified"] = "random"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class EvaluateConfig(_Section):
+    """Metrics computed on the test split; gates may use only these."""
+
+    metrics: list[str] = Field(default_factory=lambda: ["roc_auc", "accuracy", "f1"])
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="decision threshold (binary)")
+    plots: bool = True
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        known = set(CLASSIFICATION_METRICS) | set(REGRESSION_METRICS)
+        unknown = [m for m in value if m not in known]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; choose from {sorted(known)}")
+        if not value:
+            raise ValueError("list at least one metric")
+        return value
+
+
+class StepConfig(_Section):
+    """A user step: a plain Python function, by ``module:function`` or ``file.py:function``."""
+
+    function: str
+    name: str | None = None
+    after: Literal["load", "validate", "split", "train", "evaluate"] = "validate"
+    params: dict[str, Any] = Field(default_factory=dict)
+    retries: int = Field(0, ge=0, le=10)
+
+    @field_validator("function")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        if value.count(":") != 1 or not all(value.split(":")):
+            raise ValueError("expected 'module:function' or 'file.py:function'")
+        return value
+
+
+class PipelineConfig(_Section):
+    """User steps and caching."""
+
+    steps: list[StepConfig] = Field(default_factory=list)
+    cache: bool = True
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking; the default is an embedded SQLite store inside ``.kyklos/``."""
+
+    uri: str | None = None
+    experiment: str | None = None
+    registered_model: str | None = None
+
+
+class StoreConfig(_Section):
+    """kyklos's metadata DB (SQLAlchemy URL) and artifact store (path or fsspec URI)."""
+
+    db: str | None = None
+    artifacts: str | None = None
+
+
+class RegistryConfig(_Section):
+    """What a successful run does with its model version.
+
+    ``first``: becomes champion when there is none, challenger otherwise; ``challenger``: always
+    challenger; ``never``: registered only.
+    """
+
+    promote: Literal["first", "challenger", "never"] = "first"
+
+
+class BatchingConfig(_Section):
+    max_batch_rows: int = Field(64, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0.0)
+
+
+class RolloutConfig(_Section):
+    strategy: Literal["none", "shadow", "canary"] = "none"
+    fraction: float = Field(0.1, ge=0.0, le=1.0)
+    min_requests: int = Field(500, ge=0)
+    min_labelled: int = Field(0, ge=0)
+    duration: str | None = None
+
+
+class ServeConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+
+
+class WindowConfig(_Section):
+    rows: int | None = Field(1000, ge=1)
+    duration: str | None = None
+
+
+class DriftConfig(_Section):
+    method: Literal["auto", "ks", "chi2", "psi", "jensenshannon", "wasserstein"] = "auto"
+    threshold: float = Field(0.1, ge=0.0)
+    share_of_features: float = Field(0.3, ge=0.0, le=1.0)
+
+
+class PerformanceConfig(_Section):
+    metric: str = "roc_auc"
+    max_drop: float = Field(0.03, ge=0.0)
+
+
+class MonitorConfig(_Section):
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+
+
+class RetrainConfig(_Section):
+    on: list[Literal["drift", "prediction_drift", "performance", "schedule", "new_data"]] = Field(
+        default_factory=list
+    )
+    schedule: str | None = None
+    cooldown: str = "10m"
+    max_per_day: int = Field(4, ge=0)
+    data: Literal["all", "recent", "reference_and_recent"] = "reference_and_recent"
+
+
+class ProjectConfig(_Section):
+    """The whole ``kyklos.yaml``."""
+
+    name: str
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    gates: list[str] = Field(default_factory=list)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                "expected a name of letters, digits, '_', '.', '-' starting with a letter"
+            )
+        return value
+
+
+
+def infer_task(config: ProjectConfig) -> str | None:
+    """The task from ``model.task`` or the estimator's class name; None when it cannot tell."""
+    return infer_task_of(config.model)
+
+
+def infer_task_of(model: ModelConfig) -> str | None:
+    """The task of one model section (see :func:`infer_task`)."""
+    if model.task != "auto":
+        return model.task
+    cls = model.estimator.rsplit(".", 1)[-1]
+    if cls.endswith(("Classifier", "LogisticRegression", "SVC", "NB")) or "Classif" in cls:
+        return "classification"
+    if cls.endswith(("Regressor", "Regression", "SVR", "Lasso", "Ridge", "ElasticNet")):
+        return "regression"
+    return None

@@ -1,0 +1,149 @@
+"""Tables of kyklos's metadata DB (SQLAlchemy Core).
+
+The Alembic migrations in ``kyklos/store/migrations`` create exactly these tables; a test compares
+the two. ``alias_history`` and ``events`` are append-only: the migration installs triggers that
+refuse UPDATE and DELETE on them (SQLite and PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "alias_history",
+    "aliases",
+    "dataset_parents",
+    "dataset_versions",
+    "events",
+    "metadata",
+    "model_versions",
+    "run_inputs",
+    "runs",
+]
+
+metadata = MetaData()
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("id", String(32), primary_key=True, comment="short content hash, 'ds-' + 12 hex"),
+    Column("digest", String(64), nullable=False, unique=True, comment="sha256 of canonical content"),
+    Column("name", String(128), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("source", Text, nullable=False, comment="path or URI it was read from"),
+    Column("storage_uri", Text, nullable=False, comment="canonical Parquet in the artifact store"),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_columns", Integer, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("profile", JSON, nullable=False),
+    Column("note", Text, nullable=True),
+    Column("kyklos_version", String(32), nullable=False),
+)
+
+dataset_parents = Table(
+    "dataset_parents",
+    metadata,
+    Column("child_id", String(32), ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("parent_id", String(32), ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("relation", String(64), nullable=False, comment="e.g. 'derived', 'appended'"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True, comment="the MLflow run id"),
+    Column("project", String(128), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("cache_key", String(64), nullable=True, index=True),
+    Column("git_commit", String(64), nullable=True),
+    Column("git_dirty", Boolean, nullable=True),
+    Column("seed", Integer, nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("config", JSON, nullable=False, comment="the resolved project configuration"),
+    Column("environment", JSON, nullable=False, comment="python and package versions"),
+    Column("step_hashes", JSON, nullable=False, comment="code hash of every step"),
+    Column("predictions_digest", String(64), nullable=True),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(64), ForeignKey("runs.run_id"), primary_key=True),
+    Column("dataset_version_id", String(32), ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("role", String(32), nullable=False, comment="'training' (the whole table read)"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", String(64), ForeignKey("runs.run_id"), nullable=False, index=True),
+    Column("dataset_version_id", String(32), ForeignKey("dataset_versions.id"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("model_uri", Text, nullable=False),
+    Column("model_hash", String(64), nullable=False, comment="sha256 of the model artifact files"),
+    Column("metrics", JSON, nullable=False),
+    Column("gate_results", JSON, nullable=False),
+    Column("gates_passed", Boolean, nullable=False),
+    Column("profile", JSON, nullable=True, comment="reference profile (features and predictions)"),
+    Column("signature", JSON, nullable=True),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=True),
+    Column("revision", Integer, nullable=False, comment="bumped on every change (compare-and-set)"),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("action", String(32), nullable=False, comment="promote | rollback | set | clear"),
+    Column("actor", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("forced", Boolean, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_alias_history_model_alias", "model_name", "alias", "id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("project", String(128), nullable=False, index=True),
+    Column("kind", String(64), nullable=False, index=True),
+    Column("subject", Text, nullable=True, comment="what it is about: a version, run, cycle"),
+    Column("actor", String(128), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+APPEND_ONLY_TABLES = ("alias_history", "events")

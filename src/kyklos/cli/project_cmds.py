@@ -12,6 +12,7 @@ from kyklos.cli.state import STATE
 def register(root: typer.Typer) -> None:
     """Add this area's commands to the root app."""
     root.command("validate")(validate)
+    root.command("demo")(demo)
 
 
 def validate(
@@ -36,3 +37,27 @@ def validate(
     emit(report, as_json=as_json, human=human)
     if not report["valid"]:
         raise typer.Exit(1)
+
+
+def demo(
+    directory: Annotated[str, typer.Argument(help="folder to create the demo project in")] = (
+        "kyklos-demo"
+    ),
+    fast: Annotated[bool, typer.Option("--fast", help="a short version (used by CI)")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace the folder if it holds something else")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary at the end")] = False,
+) -> None:
+    """Train, cache, version, gate, promote, refuse, roll back and reproduce — narrated."""
+    from pathlib import Path
+
+    from kyklos.api.demo import DEMO_MARKER, run_demo
+    from kyklos.cli.render import console, emit
+
+    target = Path(directory)
+    replace = force or (target / DEMO_MARKER).exists()
+    say = (lambda _text: None) if as_json else (lambda text: console().print(text))
+    result = run_demo(target, fast=fast, force=replace, say=say)
+    if as_json:
+        emit(result, as_json=True, human=lambda _d: None)

@@ -112,7 +112,7 @@ def test_merge_equals_the_profile_of_the_concatenation(january: pa.Table, july: 
 def test_merge_needs_the_same_bin_edges(january: pa.Table, july: pa.Table) -> None:
     a = profile_table(canonicalize(january))
     b = profile_table(canonicalize(july))
-    with pytest.raises(DataError, match="bin edges differ.*reference="):
+    with pytest.raises(DataError, match=r"bin edges differ.*reference="):
         a.merge(b)
 
 

@@ -169,3 +169,15 @@ def test_damaged_digest_cache_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / DigestCache.FILE).write_text("{not json")
     assert file_digest(path, tmp_path / "cache") == file_digest(path)
+
+
+def test_column_without_values_is_the_same_from_csv_and_parquet(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"a": [1, 2, 3], "gust": [np.nan] * 3, "note": [None] * 3})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    from_csv, from_parquet = (
+        read_table(str(tmp_path / "t.csv")),
+        read_table(str(tmp_path / "t.parquet")),
+    )
+    assert canonicalize(from_parquet).schema.field("gust").type == pa.null()
+    assert content_digest(from_csv) == content_digest(from_parquet)

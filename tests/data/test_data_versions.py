@@ -76,7 +76,9 @@ def test_unchanged_file_is_not_parsed_again(store: DatasetStore, tmp_path: Path)
         store.add(str(path), name="t")
 
 
-def test_get_by_id_prefix_latest_and_name(store: DatasetStore, january: pa.Table, july: pa.Table) -> None:
+def test_get_by_id_prefix_latest_and_name(
+    store: DatasetStore, january: pa.Table, july: pa.Table
+) -> None:
     a, _ = store.add("jan", name="flights", table=january)
     b, _ = store.add("jul", name="flights", table=july, parents=[a.id[:7]])
     c, _ = store.add("other", name="weather", table=january.select(["temp", "humid"]))
@@ -148,6 +150,15 @@ def test_load_detects_a_damaged_file(store: DatasetStore, january: pa.Table) -> 
         store.load(version.id)
 
 
+def test_non_utf8_csv_names_the_file_and_column(store: DatasetStore, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("city,n\nZürich,1\n".encode("latin-1"))
+    with pytest.raises(
+        DataError, match=r"latin1\.csv: column 'city' holds bytes that are not UTF-8"
+    ):
+        store.add(str(path), name="cities")
+
+
 def test_empty_table_and_bad_name_are_refused(store: DatasetStore, january: pa.Table) -> None:
     with pytest.raises(DataError, match="is empty"):
         store.add("nothing", name="flights", table=january.slice(0, 0))
@@ -156,7 +167,9 @@ def test_empty_table_and_bad_name_are_refused(store: DatasetStore, january: pa.T
 
 
 @pytest.mark.postgres
-def test_versions_on_postgres(pg_url: str, tmp_path: Path, january: pa.Table, july: pa.Table) -> None:
+def test_versions_on_postgres(
+    pg_url: str, tmp_path: Path, january: pa.Table, july: pa.Table
+) -> None:
     store = DatasetStore(open_db(pg_url), ArtifactStore(str(tmp_path / "artifacts")))
     a, created = store.add("jan", name="flights", table=january, note="pg")
     assert created
@@ -165,3 +178,13 @@ def test_versions_on_postgres(pg_url: str, tmp_path: Path, january: pa.Table, ju
     assert store.get("flights@latest") == b
     assert store.get(a.id[:8]).profile == a.profile
     assert store.load(b.id, verify=True).num_rows == 5000
+
+
+def test_versions_in_an_fsspec_artifact_store(tmp_path: Path, january: pa.Table) -> None:
+    """The same contract on a non-local store (fsspec's in-memory filesystem stands in for S3)."""
+    db = open_db(f"sqlite:///{tmp_path / 'kyklos.db'}")
+    store = DatasetStore(db, ArtifactStore("memory://kyklos-test-artifacts"))
+    version, created = store.add("jan", name="flights", table=january)
+    assert created and version.storage_uri.startswith("memory://")
+    assert store.load(version.id, verify=True).num_rows == 5000
+    assert store.add("jan", name="flights", table=january)[1] is False

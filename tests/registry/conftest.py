@@ -39,7 +39,9 @@ def toy_frame() -> tuple[pd.DataFrame, pd.Series]:
             "x3": rng.normal(size=n),
         }
     )
-    target = pd.Series((frame.x1 + 0.3 * frame.x3 + rng.normal(0, 0.5, n) > 0).astype(int), name="y")
+    target = pd.Series(
+        (frame.x1 + 0.3 * frame.x3 + rng.normal(0, 0.5, n) > 0).astype(int), name="y"
+    )
     return frame, target
 
 

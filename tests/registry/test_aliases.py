@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from sqlalchemy import select
 
@@ -62,7 +64,7 @@ def test_promote_rollback_is_a_stack(registry: ModelRegistry, register: Register
     assert [c.actor for c in recorded[:5]] == ["alice"] * 3 + ["bob"] * 2
     assert recorded[3].reason == "worse in production"
     assert all(c.at.tzinfo is not None for c in recorded)
-    for before, after in zip(recorded, recorded[1:], strict=False):
+    for before, after in itertools.pairwise(recorded):
         assert after.from_version == before.to_version
 
 
@@ -76,23 +78,40 @@ def test_failed_gates_refuse_promotion(registry: ModelRegistry, register: Regist
     register(roc_auc=0.9)
     failing = register(roc_auc=0.7)
     promote(registry, 1, reason="first")
-    with pytest.raises(GateFailed, match=r"v2 of 'flights' failed its gates: roc_auc >= 0.80 .*--force"):
+    with pytest.raises(
+        GateFailed, match=r"v2 of 'flights' failed its gates: roc_auc >= 0.80 .*--force"
+    ):
         promote(registry, failing.version, reason="try")
     with pytest.raises(GateFailed, match="needs a reason"):
         promote(registry, failing.version, force=True, reason="  ")
     assert champion_of(registry) == 1
     assert len(history(registry.db, "flights")) == 1
     with registry.db.read() as conn:
-        refused = conn.execute(select(events).where(events.c.kind == "promotion.refused")).mappings().all()
+        refused = (
+            conn.execute(select(events).where(events.c.kind == "promotion.refused"))
+            .mappings()
+            .all()
+        )
     assert len(refused) == 2 - 1  # the reason-less force is refused before anything is recorded
     assert refused[0]["payload"]["failed_gates"][0]["gate"] == "roc_auc >= 0.80"
 
-    change = promote(registry, failing.version, force=True, reason="hotfix: v1 leaks a feature", actor="carol")
+    change = promote(
+        registry, failing.version, force=True, reason="hotfix: v1 leaks a feature", actor="carol"
+    )
     assert change.forced is True
     last = history(registry.db, "flights")[-1]
-    assert (last.to_version, last.forced, last.reason, last.actor) == (2, True, "hotfix: v1 leaks a feature", "carol")
+    assert (last.to_version, last.forced, last.reason, last.actor) == (
+        2,
+        True,
+        "hotfix: v1 leaks a feature",
+        "carol",
+    )
     with registry.db.read() as conn:
-        message = conn.execute(select(events.c.message).where(events.c.kind == "alias.promote")).scalars().all()[-1]
+        message = (
+            conn.execute(select(events.c.message).where(events.c.kind == "alias.promote"))
+            .scalars()
+            .all()[-1]
+        )
     assert "forced past failed gates" in message
 
 
@@ -118,7 +137,9 @@ def test_promoting_the_challenger_clears_it(registry: ModelRegistry, register: R
     assert last.reason == "v2 became the champion"
 
 
-def test_promoting_the_current_champion_changes_nothing(registry: ModelRegistry, register: RegisterFn) -> None:
+def test_promoting_the_current_champion_changes_nothing(
+    registry: ModelRegistry, register: RegisterFn
+) -> None:
     register()
     promote(registry, 1, reason="first")
     again = promote(registry, "v1", reason="again")
@@ -126,7 +147,9 @@ def test_promoting_the_current_champion_changes_nothing(registry: ModelRegistry,
     assert len(history(registry.db, "flights")) == 1
 
 
-def test_challenger_must_differ_from_champion(registry: ModelRegistry, register: RegisterFn) -> None:
+def test_challenger_must_differ_from_champion(
+    registry: ModelRegistry, register: RegisterFn
+) -> None:
     register()
     promote(registry, 1, reason="first")
     with pytest.raises(RegistryError, match="v1 is the champion"):

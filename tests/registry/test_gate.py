@@ -9,19 +9,41 @@ import pytest
 from kyklos.errors import GateError
 from kyklos.registry import GateReport, evaluate_gates
 
-GATES = ["roc_auc >= 0.80", "roc_auc >= champion.roc_auc - 0.005", "log_loss <= champion.log_loss * 1.02"]
+GATES = [
+    "roc_auc >= 0.80",
+    "roc_auc >= champion.roc_auc - 0.005",
+    "log_loss <= champion.log_loss * 1.02",
+]
 
 
 @pytest.mark.parametrize(
     ("metrics", "champion", "expected"),
     [
-        ({"roc_auc": 0.85, "log_loss": 0.40}, {"roc_auc": 0.852, "log_loss": 0.40}, [True, True, True]),
+        (
+            {"roc_auc": 0.85, "log_loss": 0.40},
+            {"roc_auc": 0.852, "log_loss": 0.40},
+            [True, True, True],
+        ),
         ({"roc_auc": 0.79, "log_loss": 0.40}, None, [False, None, None]),
         ({"roc_auc": 0.85, "log_loss": 0.40}, None, [True, None, None]),
-        ({"roc_auc": 0.84, "log_loss": 0.40}, {"roc_auc": 0.86, "log_loss": 0.40}, [True, False, True]),
-        ({"roc_auc": 0.86, "log_loss": 0.50}, {"roc_auc": 0.86, "log_loss": 0.40}, [True, True, False]),
+        (
+            {"roc_auc": 0.84, "log_loss": 0.40},
+            {"roc_auc": 0.86, "log_loss": 0.40},
+            [True, False, True],
+        ),
+        (
+            {"roc_auc": 0.86, "log_loss": 0.50},
+            {"roc_auc": 0.86, "log_loss": 0.40},
+            [True, True, False],
+        ),
     ],
-    ids=["all-pass", "absolute-fails-no-champion", "no-champion-skips", "worse-than-champion", "lower-is-better"],
+    ids=[
+        "all-pass",
+        "absolute-fails-no-champion",
+        "no-champion-skips",
+        "worse-than-champion",
+        "lower-is-better",
+    ],
 )
 def test_gate_outcomes(
     metrics: dict[str, float], champion: dict[str, float] | None, expected: list[bool | None]
@@ -59,7 +81,9 @@ def test_gate_on_a_metric_the_run_did_not_compute() -> None:
         evaluate_gates(["f1 >= 0.5"], {"roc_auc": 0.9}, None)
 
 
-@pytest.mark.parametrize("gate", ["roc_auc == 0.8", "roc_auc >=", "0.8 <= roc_auc"], ids=["eq", "cut", "reversed"])
+@pytest.mark.parametrize(
+    "gate", ["roc_auc == 0.8", "roc_auc >=", "0.8 <= roc_auc"], ids=["eq", "cut", "reversed"]
+)
 def test_malformed_gate(gate: str) -> None:
     with pytest.raises(GateError, match="malformed"):
         evaluate_gates([gate], {"roc_auc": 0.9}, None)
@@ -73,7 +97,9 @@ def test_nan_metric_fails_its_gate() -> None:
 
 
 def test_report_round_trips_through_json() -> None:
-    report = evaluate_gates(GATES, {"roc_auc": 0.84, "log_loss": 0.4}, {"roc_auc": 0.86, "log_loss": 0.4})
+    report = evaluate_gates(
+        GATES, {"roc_auc": 0.84, "log_loss": 0.4}, {"roc_auc": 0.86, "log_loss": 0.4}
+    )
     assert GateReport.from_dict(report.to_dict()) == report
 
 

@@ -21,7 +21,9 @@ def test_register_records_version_in_mlflow_and_db(
 ) -> None:
     _, model_uri = logged_model
     profile = {"features": {"x1": {"mean": 0.0}}}
-    version = register(roc_auc=0.85, dataset_version_id=None, profile=profile, signature={"inputs": []})
+    version = register(
+        roc_auc=0.85, dataset_version_id=None, profile=profile, signature={"inputs": []}
+    )
     assert version.version == 1
     assert version.gates_passed is True
     assert version.model_uri == model_uri
@@ -50,10 +52,15 @@ def test_failed_gates_are_stored(registry: ModelRegistry, register: RegisterFn) 
     stored = registry.get(version.version)
     assert stored.gates_passed is False
     assert stored.gate_results[0].passed is False
-    assert registry.tracker.client.get_model_version("flights", "1").tags["kyklos.gates_passed"] == "false"
+    assert (
+        registry.tracker.client.get_model_version("flights", "1").tags["kyklos.gates_passed"]
+        == "false"
+    )
 
 
-@pytest.mark.parametrize("ref", [2, "2", "v2", "V2", "latest"], ids=["int", "str", "v", "V", "latest"])
+@pytest.mark.parametrize(
+    "ref", [2, "2", "v2", "V2", "latest"], ids=["int", "str", "v", "V", "latest"]
+)
 def test_get_by_reference(registry: ModelRegistry, register: RegisterFn, ref: Any) -> None:
     register()
     register()
@@ -75,14 +82,18 @@ def test_get_by_alias(registry: ModelRegistry, register: RegisterFn) -> None:
 def test_unknown_version_lists_existing_ones(registry: ModelRegistry, register: RegisterFn) -> None:
     register()
     register()
-    with pytest.raises(NotFoundError, match=r"no version 7; existing versions: v1, v2; aliases: none set"):
+    with pytest.raises(
+        NotFoundError, match=r"no version 7; existing versions: v1, v2; aliases: none set"
+    ):
         registry.get(7)
-    with pytest.raises(NotFoundError, match=r"no 'challenger' alias set; existing versions: v1, v2"):
+    with pytest.raises(
+        NotFoundError, match=r"no 'challenger' alias set; existing versions: v1, v2"
+    ):
         registry.get("challenger")
 
 
 def test_no_versions_yet(registry: ModelRegistry) -> None:
-    with pytest.raises(NotFoundError, match="has no versions yet.*kyklos run"):
+    with pytest.raises(NotFoundError, match=r"has no versions yet.*kyklos run"):
         registry.get("champion")
     assert registry.list() == []
 
@@ -92,7 +103,10 @@ def test_list_is_ordered_and_light(registry: ModelRegistry, register: RegisterFn
     register(roc_auc=0.7)
     promote(registry, 1, reason="first")
     listed = registry.list()
-    assert [(v.version, v.aliases, v.gates_passed) for v in listed] == [(1, ("champion",), True), (2, (), False)]
+    assert [(v.version, v.aliases, v.gates_passed) for v in listed] == [
+        (1, ("champion",), True),
+        (2, (), False),
+    ]
     assert listed[0].profile is None
     assert registry.list(full=True)[0].profile == {"big": list(range(100))}
     assert "profile" not in listed[0].to_dict(include_profile=False)
@@ -104,7 +118,9 @@ def test_register_needs_the_run_row_and_leaves_nothing_behind(
     run_id, model_uri = logged_model  # logged in MLflow, but no `runs` row in the metadata DB
     report = evaluate_gates([], {"roc_auc": 0.9}, None)
     with pytest.raises(NotFoundError, match="not recorded in the metadata DB"):
-        registry.register(run_id=run_id, model_uri=model_uri, metrics={"roc_auc": 0.9}, gate_report=report)
+        registry.register(
+            run_id=run_id, model_uri=model_uri, metrics={"roc_auc": 0.9}, gate_report=report
+        )
     versions = registry.tracker.client.search_model_versions("name='flights'")
     assert versions == []  # the MLflow version was deleted again
     with registry.db.read() as conn:

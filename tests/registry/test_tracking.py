@@ -79,6 +79,32 @@ def test_run_round_trip(tracker: Tracker, tmp_path: Path) -> None:
     assert roc.read_bytes() == b"\x89PNG fake"
 
 
+def test_dataset_schema_from_kyklos_table_schema(tracker: Tracker) -> None:
+    run_id = tracker.start_run()
+    schema = {
+        "format": "kyklos.schema/1",
+        "columns": [
+            {
+                "name": "carrier",
+                "kind": "categorical",
+                "arrow_type": "dictionary<values=string, indices=int32, ordered=0>",
+            },
+            {"name": "distance", "kind": "numeric", "arrow_type": "int64"},
+            {"name": "time_hour", "kind": "datetime", "arrow_type": "timestamp[us, tz=UTC]"},
+        ],
+    }
+    tracker.log_dataset(
+        run_id, name="d", digest="e" * 64, source="s3://bucket/d.parquet", schema=schema
+    )
+    (item,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert item.dataset.source_type == "s3"
+    assert [(c["name"], c["type"]) for c in json.loads(item.dataset.schema)["mlflow_colspec"]] == [
+        ("carrier", "string"),
+        ("distance", "long"),
+        ("time_hour", "datetime"),
+    ]
+
+
 def test_log_splits_batches_at_mlflow_limits(tracker: Tracker) -> None:
     run_id = tracker.start_run()
     params = {f"p{i}": i for i in range(250)}
@@ -106,7 +132,13 @@ def _flights_pipeline(frame: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
             (
                 "prep",
                 ColumnTransformer(
-                    [("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["carrier", "origin"])],
+                    [
+                        (
+                            "cat",
+                            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                            ["carrier", "origin"],
+                        )
+                    ],
                     remainder="passthrough",
                 ),
             ),
@@ -207,7 +239,9 @@ def test_unknown_run_is_not_found(tracker: Tracker) -> None:
         tracker.get_run("0" * 32)
 
 
-@pytest.mark.parametrize("path", ["../escape.txt", "/abs.txt", ""], ids=["parent", "absolute", "empty"])
+@pytest.mark.parametrize(
+    "path", ["../escape.txt", "/abs.txt", ""], ids=["parent", "absolute", "empty"]
+)
 def test_artifact_paths_stay_inside_the_run(tracker: Tracker, path: str) -> None:
     run_id = tracker.start_run()
     with pytest.raises(RegistryError, match="must be relative"):

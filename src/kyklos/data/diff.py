@@ -224,10 +224,7 @@ def _numeric(
         if data is not None:
             xa, xb = (_finite(numeric_values(d)) for d in data)
             counts_b = histogram_on(a.edges, xb).astype(np.float64)
-            from scipy.stats import ks_2samp
-
-            result = ks_2samp(_sample(xa, max_sample, seed), _sample(xb, max_sample, seed + 1))
-            ks, pvalue = float(result.statistic), float(result.pvalue)
+            ks, pvalue = _ks(_sample(xa, max_sample, seed), _sample(xb, max_sample, seed + 1))
         else:
             counts_b = b.counts_on(a.edges)
         value_psi = psi(np.asarray(a.counts, dtype=np.float64), counts_b)
@@ -243,6 +240,20 @@ def _numeric(
         missing_rate_b=b.missing_rate,
         details={"std_a": a.std, "std_b": b.std},
     )
+
+
+def _ks(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:
+    """KS statistic and p-value; exact p-values for small samples, asymptotic beyond 1,000."""
+    import warnings
+
+    from scipy.stats import ks_2samp
+
+    method = "exact" if max(xa.size, xb.size) <= 1000 else "asymp"
+    with warnings.catch_warnings():
+        # scipy falls back to the asymptotic p-value when the exact one does not converge
+        warnings.filterwarnings("ignore", "ks_2samp: Exact calculation", RuntimeWarning)
+        result = ks_2samp(xa, xb, method=method)
+    return float(result.statistic), float(result.pvalue)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

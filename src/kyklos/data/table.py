@@ -198,10 +198,15 @@ def _csv_problem(source: str, delimiter: str, exc: Exception) -> str:
     where = f" at line {line}" if line is not None else ""
     if len(message) > 160:
         message = message[:157] + "..."
-    return (
-        f"malformed CSV {source}{where}: {message}. "
-        "Hint: every row needs as many fields as the header; quote fields that contain the delimiter"
-    )
+    if "UTF8" in message:
+        hint = "save the file as UTF-8"
+    elif "columns" in message:
+        hint = (
+            "every row needs as many fields as the header; quote fields that contain the delimiter"
+        )
+    else:
+        hint = "check the row against the header"
+    return f"malformed CSV {source}{where}: {message}. Hint: {hint}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -254,6 +259,11 @@ def _canonical_column(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
             column = column.cast(target, safe=False)
         elif pa.types.is_date(kind):
             column = column.cast(pa.date32())
+        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            raise DataError(
+                f"column {name!r} holds bytes that are not UTF-8 text. "
+                "Hint: save the file as UTF-8, or decode the column before adding the table"
+            )
         else:
             raise DataError(
                 f"column {name!r} has type {kind}, which kyklos cannot version; supported: "

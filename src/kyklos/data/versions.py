@@ -161,7 +161,10 @@ class DatasetStore:
             table = read_table(source)
         elif table.num_rows == 0 or table.num_columns == 0:
             raise DataError(f"the table given for {source} is empty; a dataset version needs data")
-        canonical = canonicalize(table)
+        try:
+            canonical = canonicalize(table)
+        except DataError as exc:
+            raise DataError(f"{source}: {exc}") from exc
         digest = content_digest(canonical)
         if file_sha is not None and self.cache is not None:
             self.cache.remember(file_sha, digest)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from kyklos.errors import ConflictError, GateFailed, RegistryError
 from kyklos.registry.models import as_utc
@@ -341,8 +340,6 @@ def _change(
                     _mirror(registry, CHALLENGER, None)
             return change
         except _LostRace:
-            time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
-        except IntegrityError:  # a concurrent insert of the same key: same as a lost race
             time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
         except BaseException:
             if mirrored:  # MLflow may be ahead of the rolled-back DB: put it back

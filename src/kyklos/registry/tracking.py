@@ -34,9 +34,18 @@ from urllib.parse import unquote, urlparse
 
 from kyklos._version import __version__
 from kyklos.errors import NotFoundError, RegistryError
+from kyklos.registry.provenance import GitState, environment, git_state
 from kyklos.store import redact_url
 
-__all__ = ["SERIALIZATION_FORMAT", "TrackedRun", "Tracker", "directory_digest"]
+__all__ = [
+    "SERIALIZATION_FORMAT",
+    "GitState",
+    "TrackedRun",
+    "Tracker",
+    "directory_digest",
+    "environment",
+    "git_state",
+]
 
 #: How models are pickled: cloudpickle accepts every scikit-learn estimator (skops, MLflow's
 #: default, refuses HistGradientBoosting's tree predictors unless told to trust them).
@@ -52,6 +61,7 @@ _MAX_INPUT_TAG_VALUE = 500
 
 _import_lock = threading.Lock()
 _mlflow_module: ModuleType | None = None
+_flavour_loaded = False
 
 
 @dataclass(frozen=True)
@@ -284,6 +294,7 @@ class Tracker:
         model unless ``pip_requirements`` is given. The run's current metrics are linked to the
         logged model, as MLflow's own ``log_model`` does, so the UI's model view shows them.
         """
+        mlflow = _mlflow(flavour=True)
         import pandas as pd
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric
         from mlflow.models import Model
@@ -291,7 +302,6 @@ class Tracker:
         from kyklos.registry.signature import model_signature
         from kyklos.registry.signature import pip_requirements as infer_requirements
 
-        mlflow = _mlflow()
         if not isinstance(input_example, pd.DataFrame):
             raise RegistryError(
                 f"input_example must be a pandas DataFrame, got {type(input_example).__name__}"
@@ -464,18 +474,20 @@ def directory_digest(folder: str | Path) -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _mlflow() -> ModuleType:
-    """``mlflow`` with the sklearn flavour, imported once (thread-safe)."""
-    global _mlflow_module
-    if _mlflow_module is None:
-        with _import_lock:
-            if _mlflow_module is None:
-                with _quiet_mlflow_imports():
-                    import mlflow
-                    import mlflow.pyfunc
-                    import mlflow.sklearn
+def _mlflow(*, flavour: bool = False) -> ModuleType:
+    """``mlflow`` (and, with ``flavour``, its sklearn and pyfunc flavours), imported once."""
+    global _mlflow_module, _flavour_loaded
+    if _mlflow_module is None or (flavour and not _flavour_loaded):
+        with _import_lock, _quiet_mlflow_imports():
+            import mlflow
+
+            if flavour and not _flavour_loaded:
+                import mlflow.pyfunc
+                import mlflow.sklearn
+
                 logging.getLogger("mlflow.sklearn").addFilter(_PickleNotice())
-                _mlflow_module = mlflow
+                _flavour_loaded = True
+            _mlflow_module = mlflow
     return _mlflow_module
 
 
@@ -558,17 +570,33 @@ _ARROW_TO_MLFLOW = {
 
 
 def _dataset_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """MLflow's dataset schema (``{"mlflow_colspec": [...]}``) from kyklos's table schema
+    (``{"columns": [{"name", "arrow_type", ...}]}``) or a plain ``{column: type}`` mapping."""
     if "mlflow_colspec" in schema:
         return dict(schema)
-    columns = []
-    for name, kind in schema.items():
-        text = str(kind.get("type", kind)) if isinstance(kind, Mapping) else str(kind)
-        lowered = text.lower()
-        if lowered.startswith(("timestamp", "datetime", "date")):
-            mapped = "datetime"
-        elif lowered.startswith("dictionary"):
-            mapped = "string"
-        else:
-            mapped = _ARROW_TO_MLFLOW.get(lowered, text)
-        columns.append({"type": mapped, "name": str(name), "required": True})
-    return {"mlflow_colspec": columns}
+    listed = schema.get("columns")
+    if isinstance(listed, Sequence) and not isinstance(listed, str):
+        pairs = [
+            (str(c["name"]), str(c.get("arrow_type") or c.get("type") or "string"))
+            for c in listed
+            if isinstance(c, Mapping) and "name" in c
+        ]
+    else:
+        pairs = [
+            (str(name), str(kind.get("type", kind)) if isinstance(kind, Mapping) else str(kind))
+            for name, kind in schema.items()
+        ]
+    return {
+        "mlflow_colspec": [
+            {"type": _mlflow_type(kind), "name": name, "required": True} for name, kind in pairs
+        ]
+    }
+
+
+def _mlflow_type(text: str) -> str:
+    lowered = text.lower()
+    if lowered.startswith(("timestamp", "datetime", "date")):
+        return "datetime"
+    if lowered.startswith("dictionary"):
+        return "string"
+    return _ARROW_TO_MLFLOW.get(lowered, text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -46,9 +47,9 @@ dataset_versions = Table(
     Column("created_by", String(128), nullable=False),
     Column("source", Text, nullable=False, comment="path or URI it was read from"),
     Column("storage_uri", Text, nullable=False, comment="canonical Parquet in the artifact store"),
-    Column("n_rows", Integer, nullable=False),
-    Column("n_columns", Integer, nullable=False),
-    Column("size_bytes", Integer, nullable=False),
+    Column("n_rows", BigInteger, nullable=False),
+    Column("n_columns", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
     Column("schema", JSON, nullable=False),
     Column("profile", JSON, nullable=False),
     Column("note", Text, nullable=True),

@@ -1,0 +1,1 @@
+"""The `kyklos` command line (Typer + Rich), a thin shell over kyklos.api."""

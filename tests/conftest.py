@@ -33,12 +33,18 @@ def flights_small_frame():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated, empty MLflow SQLite store, made once per session (migrations cost ~1 s)."""
-    import mlflow
+    import warnings
 
     folder = tmp_path_factory.mktemp("mlflow-template")
     db = folder / "mlflow.db"
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
-    client.search_experiments()
+    with warnings.catch_warnings():
+        # MLflow's own import-time and migration warnings, not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+        client.search_experiments()
     return db
 
 

@@ -102,7 +102,13 @@ def test_gate_parsing(text: str, metric: str, relative: bool) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["roc_auc == 1", "0.8 <= roc_auc", "roc_auc >= __import__('os')", "roc_auc >= other.x", "a >= 1 >= 0"],
+    [
+        "roc_auc == 1",
+        "0.8 <= roc_auc",
+        "roc_auc >= __import__('os')",
+        "roc_auc >= other.x",
+        "a >= 1 >= 0",
+    ],
     ids=["equality", "reversed", "call", "foreign-attr", "chained"],
 )
 def test_gate_rejects(text: str) -> None:
@@ -115,3 +121,11 @@ def test_relative_gate_without_champion_is_undecided() -> None:
     assert gate.evaluate({"roc_auc": 0.7}, None) is None
     assert gate.evaluate({"roc_auc": 0.7}, {"roc_auc": 0.705}) is True
     assert gate.evaluate({"roc_auc": 0.7}, {"roc_auc": 0.72}) is False
+
+
+def test_yaml_on_is_a_key_not_a_boolean(tmp_path: Path) -> None:
+    project = load_project(
+        write(tmp_path, VALID + "retrain:\n  on: [drift, schedule]\n  schedule: '0 3 * * *'\n"),
+        env={},
+    )
+    assert project.config.retrain.on == ["drift", "schedule"]

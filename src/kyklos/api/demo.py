@@ -77,7 +77,9 @@ def run_demo(
     if fast:
         first = first.slice(0, 20_000)
     pq.write_table(first, data_file, compression="zstd")
-    out(f"  {first.num_rows:,} flights in {data_file.relative_to(root.parent)}; target: late (> 15 min)")
+    out(
+        f"  {first.num_rows:,} flights in {data_file.relative_to(root.parent)}; target: late (> 15 min)"
+    )
     v1 = run(root, overrides=overrides)
     _report_run(out, v1)
     result.model_versions.append(v1.model_version)
@@ -110,7 +112,11 @@ def run_demo(
     out("\n[bold]4 · A bad model tries its luck[/bold]")
     bad = run(
         root,
-        overrides={**overrides, "model.estimator": "sklearn.dummy.DummyClassifier", "model.params": {}},
+        overrides={
+            **overrides,
+            "model.estimator": "sklearn.dummy.DummyClassifier",
+            "model.params": {},
+        },
     )
     _report_run(out, bad)
     result.model_versions.append(bad.model_version)
@@ -123,9 +129,7 @@ def run_demo(
     out("\n[bold]5 · Roll back to the previous champion in one step[/bold]")
     change = rollback(project=root, reason="demo: the spring model is not trusted yet")
     result.rolled_back_to = _field(change, "to_version")
-    out(
-        f"  champion: version {_field(change, 'from_version')} → version {result.rolled_back_to}"
-    )
+    out(f"  champion: version {_field(change, 'from_version')} → version {result.rolled_back_to}")
     history = alias_history(project=root)
     for entry in history[-4:]:
         out(
@@ -139,9 +143,7 @@ def run_demo(
     report = reproduce(v1.run_id, root)
     result.reproduced_identical = report.identical
     verdict = "[green]identical[/green]" if report.identical else "[red]different[/red]"
-    out(
-        f"  run {v1.run_id[:12]}: metrics and {report.rows_compared:,} test predictions {verdict}"
-    )
+    out(f"  run {v1.run_id[:12]}: metrics and {report.rows_compared:,} test predictions {verdict}")
 
     result.seconds = round(time.perf_counter() - started, 1)
     out(f"\n[bold]Done in {result.seconds:.0f}s.[/bold] Look around:")

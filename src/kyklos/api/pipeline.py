@@ -43,9 +43,11 @@ def reproduce(run_id: str, project: str | Path | None = None, *, progress: bool 
 
 
 def _progress_hooks() -> tuple[Any, ...]:
+    from rich.console import Console
+
     from kyklos.pipeline.hooks import RichProgressHook
 
-    return (RichProgressHook(),)
+    return (RichProgressHook(console=Console(stderr=True, highlight=False)),)
 
 
 def override_env(overrides: Mapping[str, Any] | None) -> dict[str, str]:

@@ -67,7 +67,9 @@ def main() -> None:
     except Exception as exc:
         if STATE.verbose:
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} — re-run with --verbose for the traceback")
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} — re-run with --verbose for the traceback"
+        )
 
 
 def _fail(message: str) -> None:

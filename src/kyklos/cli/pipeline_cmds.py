@@ -84,7 +84,7 @@ def run(
         if o.reused:
             c.print(f"[green]✓[/green] up to date: run {o.run_id}, model version {o.model_version}")
         else:
-            aliases = f" [{', '.join(o.aliases)}]" if o.aliases else ""
+            aliases = f" \\[{', '.join(o.aliases)}]" if o.aliases else ""
             c.print(
                 f"[green]✓[/green] run {o.run_id} → model version {o.model_version}{aliases}: "
                 f"{o.alias_note}"

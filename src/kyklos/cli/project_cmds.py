@@ -30,7 +30,10 @@ def validate(
             return
         console().print(f"[red]✗[/red] {data['file']}: {len(data['issues'])} problem(s)")
         for issue in data["issues"]:
-            console().print(f"  [bold]{issue['path']}[/bold]: got {issue['value']!r}, expected {issue['expected']}", markup=True)
+            console().print(
+                f"  [bold]{issue['path']}[/bold]: got {issue['value']!r}, expected {issue['expected']}",
+                markup=True,
+            )
             if issue["hint"]:
                 console().print(f"    hint: {issue['hint']}")
 
@@ -47,7 +50,9 @@ def demo(
     force: Annotated[
         bool, typer.Option("--force", help="replace the folder if it holds something else")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary at the end")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print a JSON summary at the end")
+    ] = False,
 ) -> None:
     """Train, cache, version, gate, promote, refuse, roll back and reproduce — narrated."""
     from pathlib import Path

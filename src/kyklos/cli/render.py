@@ -74,6 +74,7 @@ def table(
 ) -> None:
     """Print a Rich table, or ``empty`` when there are no rows."""
     from rich.table import Table
+    from rich.text import Text
 
     rows = list(rows)
     if not rows:
@@ -83,5 +84,5 @@ def table(
     for name in columns:
         out.add_column(name, overflow="fold")
     for row in rows:
-        out.add_row(*("" if v is None else str(v) for v in row))
+        out.add_row(*(Text("" if v is None else str(v)) for v in row))
     console().print(out)

@@ -124,6 +124,7 @@ def _check(node: ast.expr, champion: set[str]) -> None:
 
 def _eval(node: ast.expr, champion: Mapping[str, float]) -> float:
     if isinstance(node, ast.Constant):
+        assert isinstance(node.value, int | float)  # checked by _check at parse time
         return float(node.value)
     if isinstance(node, ast.UnaryOp):
         return -_eval(node.operand, champion)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,27 @@ __all__ = [
     "project_from_config",
     "validate_file",
 ]
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads ``on``/``off``/``yes``/``no`` as
+    booleans, which turns ``retrain: {on: [drift]}`` into ``{True: [drift]}``."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
 
 PROJECT_FILE = "kyklos.yaml"
 STATE_DIR = ".kyklos"
@@ -148,7 +170,7 @@ def validate_file(
 ) -> tuple[ProjectConfig | None, list[Issue]]:
     """Parse and validate one project file; return the config (if valid) and every issue."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -159,7 +181,9 @@ def validate_file(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        return None, [Issue("(file)", type(raw).__name__, "a mapping of sections (name, data, ...)")]
+        return None, [
+            Issue("(file)", type(raw).__name__, "a mapping of sections (name, data, ...)")
+        ]
     raw, env_issues = apply_env_overrides(raw, os.environ if env is None else env)
     config, issues = validate_mapping(raw)
     issues = env_issues + issues + semantic_issues(raw)
@@ -170,7 +194,7 @@ def apply_env_overrides(
     raw: dict[str, Any], env: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[Issue]]:
     """A copy of ``raw`` with ``KYKLOS_*`` overrides applied (see the module docstring)."""
-    result: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    result: dict[str, Any] = _yaml(yaml.safe_dump(raw)) or {}
     issues: list[Issue] = []
     for key in sorted(env):
         if key in SHORT_ENV:
@@ -180,7 +204,7 @@ def apply_env_overrides(
         else:
             continue
         try:
-            value = yaml.safe_load(env[key]) if key not in SHORT_ENV else env[key]
+            value = _yaml(env[key]) if key not in SHORT_ENV else env[key]
         except yaml.YAMLError:
             value = env[key]
         node = result
@@ -219,13 +243,17 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
             expr = parse_gate(str(gate))
         except GateSyntaxError as exc:
             issues.append(
-                Issue(f"gates[{i}]", gate, "'metric OP expression'", f"{exc}; e.g. 'roc_auc >= 0.8'")
+                Issue(
+                    f"gates[{i}]", gate, "'metric OP expression'", f"{exc}; e.g. 'roc_auc >= 0.8'"
+                )
             )
             continue
         for name in sorted({expr.metric, *expr.champion_metrics}):
             if name not in metrics:
                 close = difflib.get_close_matches(name, metrics, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"add {name!r} to evaluate.metrics"
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"add {name!r} to evaluate.metrics"
+                )
                 issues.append(
                     Issue(
                         f"gates[{i}]",
@@ -262,7 +290,12 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
     features = data.get("features")
     if isinstance(features, list) and data.get("target") in features:
         issues.append(
-            Issue("data.features", data.get("target"), "feature columns without the target", "remove it")
+            Issue(
+                "data.features",
+                data.get("target"),
+                "feature columns without the target",
+                "remove it",
+            )
         )
     return issues
 

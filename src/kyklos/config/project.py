@@ -47,7 +47,9 @@ def parse_duration(text: str) -> float:
     """
     match = _DURATION.match(text.strip())
     if match is None:
-        raise ValueError(f"{text!r} is not a duration; write a number and a unit: 500ms, 30s, 10m, 2h, 1d")
+        raise ValueError(
+            f"{text!r} is not a duration; write a number and a unit: 500ms, 30s, 10m, 2h, 1d"
+        )
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
@@ -90,7 +92,9 @@ class ModelConfig(_Section):
     @classmethod
     def _import_path(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", value):
-            raise ValueError("expected an import path like 'sklearn.linear_model.LogisticRegression'")
+            raise ValueError(
+                "expected an import path like 'sklearn.linear_model.LogisticRegression'"
+            )
         return value
 
 
@@ -247,7 +251,6 @@ class ProjectConfig(_Section):
                 "expected a name of letters, digits, '_', '.', '-' starting with a letter"
             )
         return value
-
 
 
 def infer_task(config: ProjectConfig) -> str | None:

@@ -25,7 +25,7 @@ from kyklos.config import Project, infer_task
 from kyklos.errors import PipelineError
 from kyklos.pipeline.cache import StepCache
 from kyklos.pipeline.hooks import Hook
-from kyklos.pipeline.runner import Node, Runner, RunResult
+from kyklos.pipeline.runner import Node, Runner
 from kyklos.pipeline.step import StepSpec, load_step, step
 
 __all__ = ["PipelineOutcome", "build_nodes", "run_project"]
@@ -129,7 +129,7 @@ def split_step_fn(
     return split_frame(
         df,
         target=target,
-        method=method,  # type: ignore[arg-type]
+        method=method,
         test_size=test_size,
         time_column=time_column,
         seed=seed,
@@ -182,7 +182,12 @@ def evaluate_step_fn(
     x, y = to_xy(test_df, target=target, columns=features)
     y_pred, y_score = predict_for_eval(model, x, task)
     labels = getattr(model, "classes_", None)
-    if task == "classification" and y_score is not None and getattr(y_score, "ndim", 0) == 1:
+    if (
+        task == "classification"
+        and labels is not None
+        and y_score is not None
+        and getattr(y_score, "ndim", 0) == 1
+    ):
         # binary: labels follow the project's decision threshold, like the metrics do
         y_pred = np.where(np.asarray(y_score) >= threshold, labels[1], labels[0])
     values = compute_metrics(
@@ -417,8 +422,11 @@ def run_project(
         version = datasets.get(dataset_ref)
         created = False
     else:
+        latest = datasets.latest(project.dataset_name)
         version, created = datasets.add(
-            project.resolve(project.config.data.source), name=project.dataset_name
+            project.resolve(project.config.data.source),
+            name=project.dataset_name,
+            parents=[latest.id] if latest is not None else [],
         )
     previous = datasets.previous(project.dataset_name, version.id)
     previous_kinds = (
@@ -463,7 +471,7 @@ def run_project(
         )
     from kyklos.pipeline.tracking import track_run
 
-    return track_run(
+    outcome: PipelineOutcome = track_run(
         project,
         result=result,
         nodes=nodes,
@@ -472,6 +480,7 @@ def run_project(
         final_key=final_key,
         steps=steps,
     )
+    return outcome
 
 
 def _storage_key(digest: str) -> str:

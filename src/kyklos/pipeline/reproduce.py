@@ -149,7 +149,7 @@ def reproduce_run(
         elif now != code_hash:
             code_diffs.append(f"step {name!r} code changed ({code_hash[:12]} → {now[:12]})")
     git = git_state(project.root)
-    if row.git_commit and git is not None and git.commit != row.git_commit:
+    if row.git_commit and git is not None and git.commit and git.commit != row.git_commit:
         where = "checked out for the rerun" if checked_out else "not available: ran today's code"
         code_diffs.append(
             f"git commit {row.git_commit[:12]} recorded, {git.commit[:12]} now ({where})"
@@ -169,7 +169,7 @@ def reproduce_run(
         metrics_identical=metrics_identical,
         predictions_identical=predictions_identical,
         metrics=metrics_table,
-        rows_compared=int(len(new_pred)),
+        rows_compared=len(new_pred),
         rows_differing=rows_differing,
         max_abs_difference=max_diff,
         code_differences=code_diffs,

@@ -100,7 +100,7 @@ def track_run(
         "mlflow.source.name": "kyklos run",
         "mlflow.source.type": "LOCAL",
     }
-    if git is not None:
+    if git is not None and git.commit:
         tags["mlflow.source.git.commit"] = git.commit
         tags["kyklos.git.dirty"] = str(git.dirty).lower()
         if git.branch:
@@ -155,8 +155,9 @@ def track_run(
                 evaluation["y_score"],
                 labels=evaluation.get("labels"),
             )
-            for filename, png in plots.items():
-                tracker.log_bytes(run_id, f"plots/{filename}", png)
+            tracker.log_artifacts(
+                run_id, {f"plots/{filename}": png for filename, png in plots.items()}
+            )
         features = evaluation["features"]
         model_uri = tracker.log_model(run_id, model, input_example=test_df[features].head(5))
         buffer = io.BytesIO()

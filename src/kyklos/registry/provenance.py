@@ -3,9 +3,6 @@
 Everything here is cheap (one ``git`` subprocess, ``importlib.metadata`` look-ups) and never
 raises for a missing git or a folder outside a repository: provenance is recorded when it can be,
 and reported as absent otherwise.
-
->>> sorted(environment())[:3]  # doctest: +SKIP
-['kyklos', 'mlflow', 'numpy']
 """
 
 from __future__ import annotations

@@ -481,6 +481,15 @@ def _mlflow(*, flavour: bool = False) -> ModuleType:
         with _import_lock, _quiet_mlflow_imports():
             import mlflow
 
+            # MLflow logs store migrations ("Creating initial MLflow database tables...") at INFO
+            # on its own handler; kyklos reports what matters itself.
+            store_logger = logging.getLogger("mlflow.store.db.utils")
+            if store_logger.level == logging.NOTSET:
+                store_logger.setLevel(logging.WARNING)
+            alembic_logger = logging.getLogger("alembic.runtime.migration")
+            if alembic_logger.level == logging.NOTSET:
+                alembic_logger.setLevel(logging.WARNING)
+
             if flavour and not _flavour_loaded:
                 import mlflow.pyfunc
                 import mlflow.sklearn

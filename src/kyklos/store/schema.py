@@ -41,7 +41,9 @@ dataset_versions = Table(
     "dataset_versions",
     metadata,
     Column("id", String(32), primary_key=True, comment="short content hash, 'ds-' + 12 hex"),
-    Column("digest", String(64), nullable=False, unique=True, comment="sha256 of canonical content"),
+    Column(
+        "digest", String(64), nullable=False, unique=True, comment="sha256 of canonical content"
+    ),
     Column("name", String(128), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("created_by", String(128), nullable=False),

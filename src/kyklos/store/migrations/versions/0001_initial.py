@@ -36,8 +36,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "dataset_parents",
-        sa.Column("child_id", sa.String(32), sa.ForeignKey("dataset_versions.id"), primary_key=True),
-        sa.Column("parent_id", sa.String(32), sa.ForeignKey("dataset_versions.id"), primary_key=True),
+        sa.Column(
+            "child_id", sa.String(32), sa.ForeignKey("dataset_versions.id"), primary_key=True
+        ),
+        sa.Column(
+            "parent_id", sa.String(32), sa.ForeignKey("dataset_versions.id"), primary_key=True
+        ),
         sa.Column("relation", sa.String(64), nullable=False),
     )
     op.create_table(
@@ -62,7 +66,10 @@ def upgrade() -> None:
         "run_inputs",
         sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
         sa.Column(
-            "dataset_version_id", sa.String(32), sa.ForeignKey("dataset_versions.id"), primary_key=True
+            "dataset_version_id",
+            sa.String(32),
+            sa.ForeignKey("dataset_versions.id"),
+            primary_key=True,
         ),
         sa.Column("role", sa.String(32), nullable=False),
     )
@@ -70,7 +77,9 @@ def upgrade() -> None:
         "model_versions",
         sa.Column("model_name", sa.String(128), primary_key=True),
         sa.Column("version", sa.Integer, primary_key=True),
-        sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
+        sa.Column(
+            "run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False, index=True
+        ),
         sa.Column(
             "dataset_version_id", sa.String(32), sa.ForeignKey("dataset_versions.id"), nullable=True
         ),
@@ -103,9 +112,7 @@ def upgrade() -> None:
         sa.Column("forced", sa.Boolean, nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index(
-        "ix_alias_history_model_alias", "alias_history", ["model_name", "alias", "id"]
-    )
+    op.create_index("ix_alias_history_model_alias", "alias_history", ["model_name", "alias", "id"])
     op.create_table(
         "events",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

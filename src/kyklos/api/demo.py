@@ -113,7 +113,6 @@ def run_demo(
     bad = run(
         root,
         overrides={
-            **overrides,
             "model.estimator": "sklearn.dummy.DummyClassifier",
             "model.params": {},
         },

@@ -43,6 +43,11 @@ def reproduce(run_id: str, project: str | Path | None = None, *, progress: bool 
 
 
 def _progress_hooks() -> tuple[Any, ...]:
+    """A live progress display on stderr, only for a person at a terminal."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return ()
     from rich.console import Console
 
     from kyklos.pipeline.hooks import RichProgressHook

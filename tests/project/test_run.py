@@ -325,3 +325,19 @@ def test_regression_project(project: Path) -> None:
     assert outcome.aliases == ["champion"]
     plots = {a.path for a in _client(project).list_artifacts(outcome.run_id, "plots")}
     assert "plots/residuals.png" in plots
+
+
+def test_lightgbm_estimator_by_import_path(project: Path) -> None:
+    pytest.importorskip("lightgbm", reason="lightgbm is in the [dev] extra; CI installs it")
+    edit_yaml(
+        project,
+        "estimator: sklearn.ensemble.HistGradientBoostingClassifier",
+        "estimator: lightgbm.LGBMClassifier",
+    )
+    edit_yaml(project, "max_iter: 100", "n_estimators: 50")
+    edit_yaml(project, "learning_rate: 0.1", "verbose: -1")
+    first = kyklos.run(project)
+    again = kyklos.run(project, no_cache=True)
+    assert first.aliases == ["champion"]
+    assert first.metrics["roc_auc"] > 0.5
+    assert again.predictions_digest == first.predictions_digest  # seeded: bitwise identical

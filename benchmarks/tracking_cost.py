@@ -2,13 +2,10 @@
 
 Both sides log the same things to their own fresh SQLite store: 20 params, 12 metrics, 2 tags, a
 dataset input with a digest, 3 plots + environment.json, and a HistGradientBoosting model
-(cloudpickle, signature, input example, the same pinned requirements). Runs alternate; medians.
+(cloudpickle, signature, input example, the same pinned requirements). Runs alternate, in one
+process, after one warm-up run each; medians. Measured figures: BENCHMARKS.md.
 
-    .venv/bin/python tests/registry/bench_tracking.py [N_RUNS]
-
-Measured on the 2-core dev machine (N=15, two runs): kyklos 53-55 ms/run, hand-written MLflow
-78 ms/run (ratio 0.68-0.69); under load from other processes the ratio stayed below 0.8.
-Belongs in benchmarks/ (the lead's folder).
+    .venv/bin/python benchmarks/tracking_cost.py [N_RUNS]
 """
 
 from __future__ import annotations

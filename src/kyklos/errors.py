@@ -18,6 +18,8 @@ Domain errors know nothing of HTTP.
     │   ├── GateError          a gate expression is malformed or refers to an unknown metric
     │   ├── GateFailed         a promotion was refused because gates failed
     │   └── ConflictError      a concurrent change won (e.g. two promotions at once)
+    ├── MonitorError           a monitor is misused (not fitted) or its input is wrong
+    ├── ServingError           a model cannot be loaded or served; a request is invalid
     └── NotFoundError          a dataset version, run or model version does not exist
 
 Messages say what happened, why, and what to do ("Hint: ...").
@@ -37,9 +39,11 @@ __all__ = [
     "Issue",
     "KyklosError",
     "MissingExtraError",
+    "MonitorError",
     "NotFoundError",
     "PipelineError",
     "RegistryError",
+    "ServingError",
     "StoreError",
     "ValidationFailed",
 ]
@@ -125,3 +129,16 @@ class ConflictError(RegistryError):
 
 class NotFoundError(KyklosError):
     """A dataset version, run or model version does not exist."""
+
+
+class MonitorError(KyklosError):
+    """A monitor is misused (checked before ``fit``) or given unusable data."""
+
+
+class ServingError(KyklosError):
+    """A model cannot be loaded or served, or a request is invalid (``field`` names the culprit)."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400) -> None:
+        self.field = field
+        self.status = status
+        super().__init__(message)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 import kyklos
-from integration_helpers import KYKLOS, MLFLOW_IMPORT_WARNINGS, MlflowServer, clean_env
+from integration.servers import KYKLOS, MLFLOW_IMPORT_WARNINGS, MlflowServer, clean_env
 from kyklos.registry.tracking import directory_digest
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, *MLFLOW_IMPORT_WARNINGS]
@@ -111,6 +111,7 @@ def test_team_setup_tracks_registers_reproduces_and_promotes(
     leftovers = {p.name for p in (project, project / ".kyklos", tmp_path) for p in p.iterdir()}
     assert not leftovers & {"mlflow.db", "mlruns", "kyklos.db"}, sorted(leftovers)
     experiment = client.get_experiment_by_name("p")
+    assert experiment is not None
     assert experiment.artifact_location.startswith("mlflow-artifacts:"), (
         experiment.artifact_location
     )

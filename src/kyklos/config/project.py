@@ -18,6 +18,9 @@ __all__ = [
     "DataConfig",
     "EvaluateConfig",
     "ModelConfig",
+    "ALERT_SIGNALS",
+    "AlertRule",
+    "AlertsConfig",
     "MonitorConfig",
     "PipelineConfig",
     "PreprocessingConfig",
@@ -196,14 +199,37 @@ class ServeConfig(_Section):
 
 
 class WindowConfig(_Section):
+    """Windows over the prediction log: by row count or by duration, tumbling or sliding."""
+
     rows: int | None = Field(1000, ge=1)
     duration: str | None = None
+    slide: str | int | None = Field(None, description="sliding step (rows or duration); None = tumbling")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+DriftMethod = Literal["ks", "chi2", "psi", "jensenshannon", "wasserstein"]
 
 
 class DriftConfig(_Section):
+    """Drift statistics: per feature type, per feature, thresholds, and the dataset decision.
+
+    ``threshold`` None means each method's own default (KS/chi² p-value 0.05, PSI 0.2,
+    Jensen–Shannon 0.1, normalised Wasserstein 0.1).
+    """
+
     method: Literal["auto", "ks", "chi2", "psi", "jensenshannon", "wasserstein"] = "auto"
-    threshold: float = Field(0.1, ge=0.0)
+    numeric: DriftMethod | None = None
+    categorical: DriftMethod | None = None
+    per_feature: dict[str, DriftMethod] = Field(default_factory=dict)
+    threshold: float | None = Field(None, ge=0.0)
     share_of_features: float = Field(0.3, ge=0.0, le=1.0)
+    weight_by_importance: bool = False
 
 
 class PerformanceConfig(_Section):
@@ -211,10 +237,55 @@ class PerformanceConfig(_Section):
     max_drop: float = Field(0.03, ge=0.0)
 
 
+ALERT_SIGNALS = (
+    "dataset_drift",
+    "max_feature_drift",
+    "performance_drop",
+    "prediction_drift",
+    "quality_errors",
+    "quality_issues",
+    "share_drifted",
+)
+
+
+class AlertRule(_Section):
+    """``when`` compares one signal with a number: ``share_drifted > 0.3``,
+    ``performance_drop >= 0.03``, ``quality_errors > 0``."""
+
+    name: str
+    when: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    cooldown: str = "30m"
+
+    @field_validator("when")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        match = re.fullmatch(r"\s*([a-z_]+)\s*(>=|>|<=|<)\s*(-?\d+(?:\.\d+)?)\s*", value)
+        if match is None:
+            raise ValueError("expected 'SIGNAL OP NUMBER', e.g. 'share_drifted > 0.3'")
+        if match.group(1) not in ALERT_SIGNALS:
+            raise ValueError(f"unknown signal {match.group(1)!r}; choose from {list(ALERT_SIGNALS)}")
+        return value
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class AlertsConfig(_Section):
+    """Alert rules, delivered to the event log and, when set, to a webhook (JSON POST)."""
+
+    webhook: str | None = None
+    rules: list[AlertRule] = Field(default_factory=list)
+
+
 class MonitorConfig(_Section):
     window: WindowConfig = Field(default_factory=WindowConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 class RetrainConfig(_Section):

@@ -1,0 +1,1 @@
+"""Serving: model loading, validation, batching, the prediction log, the HTTP server."""

@@ -250,11 +250,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sys.exit("kyklos is not installed: pip install -e '.[dev]'")
     dvc = args.dvc or executable("dvc")
     python = sys.executable
-    load_before = os.getloadavg()
+    loads = [os.getloadavg()[0]]
     samples: dict[str, list[float]] = {}
 
     def add(label: str, seconds: float) -> None:
         samples.setdefault(label, []).append(seconds)
+        loads.append(os.getloadavg()[0])
 
     with tempfile.TemporaryDirectory(prefix="kyklos-bench-") as tmp:
         base = Path(tmp)
@@ -295,7 +296,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rows": n_rows,
         "repeat": args.repeat,
-        "load_average": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "load_average": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)},
         "versions": versions(dvc),
         "same_model": all(
             abs(kyklos_run["metrics"][k] - v) < 1e-9 for k, v in anchor_metrics.items()
@@ -327,7 +328,11 @@ def report(result: dict[str, Any]) -> None:
     load = result["load_average"]
     print(
         f"pipeline end to end, {result['rows']:,} rows, wall seconds incl. CLI start, "
-        f"median of {result['repeat']} (load average {load['before']:.1f} -> {load['after']:.1f})"
+        f"median of {result['repeat']}"
+    )
+    print(
+        f"1-min load average during the run: min {load['min']:.1f}, median {load['median']:.1f}, "
+        f"max {load['max']:.1f} (this benchmark itself keeps about one core busy)"
     )
     print(" ".join(f"{k} {v}" for k, v in result["versions"].items()))
     header = (

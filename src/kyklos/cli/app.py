@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from kyklos.cli import data_cmds, init_cmd, models_cmds, pipeline_cmds, project_cmds
+from kyklos.cli import data_cmds, init_cmd, logs_cmds, models_cmds, pipeline_cmds, project_cmds
 from kyklos.cli.state import STATE
 
 __all__ = ["app", "main"]
@@ -47,6 +47,7 @@ def _root(
 project_cmds.register(app)
 init_cmd.register(app)
 pipeline_cmds.register(app)
+logs_cmds.register(app)
 app.add_typer(data_cmds.app, name="data", help="Dataset versions: add, list, show, diff.")
 data_cmds.register_top(app)
 app.add_typer(models_cmds.app, name="models", help="Model versions, aliases, promotion, rollback.")

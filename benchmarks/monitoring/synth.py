@@ -175,7 +175,9 @@ def write_table(
     feats = features(layout)
     schema = pa.schema(
         [
-            pa.field(f.name, pa.string() if f.kind == "categorical" else pa.from_numpy_dtype(f.dtype))
+            pa.field(
+                f.name, pa.string() if f.kind == "categorical" else pa.from_numpy_dtype(f.dtype)
+            )
             for f in feats
         ]
     )

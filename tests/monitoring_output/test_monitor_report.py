@@ -5,18 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from monitoring_output.factory import make_result
 
 from kyklos.errors import StoreError
 from kyklos.monitoring.report import render_html, render_json, write_report
 from kyklos.monitoring.results import CheckResult, PerformanceResult, QualityIssue, WindowSpec
 from kyklos.monitoring.signals import drift_ratio
+from monitoring_output.factory import make_result
 
 CHROMIUM = "/usr/bin/chromium"
 EVIL = '<script>alert("x")</script>&'
@@ -223,31 +224,61 @@ def test_write_report_is_atomic(tmp_path: Path, drifted: CheckResult, calm: Chec
         write_report(drifted, blocker / "report.html")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="needs headless Chromium at /usr/bin/chromium (Debian package 'chromium')",
-)
-def test_report_in_headless_chromium(
-    tmp_path: Path, drifted: CheckResult, history: list[CheckResult]
-) -> None:
-    report = write_report(history[-1], tmp_path / "report.html", history=history)
-    profile = tmp_path / "chromium-profile"
+# run after the report's own script: sort by statistic (ascending, two clicks), then filter
+PROBE = """<script>
+(function () {
+  var th = document.querySelector('#features th[data-key="statistic"]');
+  th.click(); th.click();
+  var names = Array.prototype.map.call(
+    document.querySelectorAll("#features tbody tr"), function (tr) { return tr.dataset.name; });
+  document.body.setAttribute("data-sorted", names.join("|"));
+  var box = document.getElementById("only-drifted");
+  box.checked = true; box.dispatchEvent(new Event("change"));
+  var shown = Array.prototype.filter.call(
+    document.querySelectorAll("#features tbody tr"), function (tr) { return tr.style.display !== "none"; });
+  document.body.setAttribute("data-shown", String(shown.length));
+})();
+</script>"""
+
+
+def _dump_dom(path: Path, tmp_path: Path) -> str:
     env = {**os.environ, "HOME": str(tmp_path)}
     done = subprocess.run(
         [
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--dump-dom", report.as_uri(),
+            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", path.as_uri(),
         ],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
+    shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    dom = done.stdout
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="needs headless Chromium at /usr/bin/chromium (Debian package 'chromium')",
+)
+def test_report_in_headless_chromium(tmp_path: Path, history: list[CheckResult]) -> None:
+    result = history[-1]
+    report = write_report(result, tmp_path / "report.html", history=history)
+    dom = _dump_dom(report, tmp_path)
     page = parse(dom)
-    assert page.verdict == history[-1].verdict
+    assert page.verdict == result.verdict == "degraded"
     assert "Performance degraded" in dom
     assert len(page.rows) == 25
     assert "showing 25 of 25" in dom  # the inline script ran in the browser
     assert page.svgs == 25 + 1 + 2
-    shutil.rmtree(profile, ignore_errors=True)
+
+    probed = tmp_path / "probed.html"
+    probed.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
+    dom = _dump_dom(probed, tmp_path)
+    sorted_names = re.search(r'data-sorted="([^"]*)"', dom)
+    assert sorted_names is not None
+    by_statistic = sorted(result.features, key=lambda f: f.statistic)
+    assert sorted_names.group(1).split("|") == [f.feature for f in by_statistic]
+    n_drifted = sum(f.drifted for f in result.features)
+    assert f'data-shown="{n_drifted}"' in dom
+    assert f"showing {n_drifted} of 25" in dom

@@ -67,11 +67,13 @@ def data_diff(
 ) -> DatasetDiff:
     """Schema changes and distribution shifts from version ``a`` to version ``b``.
 
-    ``threshold`` (PSI) defaults to the project's ``monitor.drift.threshold``.
+    ``threshold`` (PSI) defaults to the project's ``monitor.drift.threshold``, or 0.1 (PSI's
+    usual "some shift" level) when the project leaves it to each method's default.
     """
     loaded, store = _store(project)
     va, vb = store.get(a), store.get(b)
-    limit = loaded.config.monitor.drift.threshold if threshold is None else threshold
+    configured = loaded.config.monitor.drift.threshold
+    limit = threshold if threshold is not None else (configured if configured is not None else 0.1)
     return diff_versions(va, vb, tables=(store.load(va), store.load(vb)), threshold=limit)
 
 

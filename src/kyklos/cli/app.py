@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from kyklos.cli import data_cmds, init_cmd, logs_cmds, models_cmds, pipeline_cmds, project_cmds
+from kyklos.cli import (
+    data_cmds,
+    init_cmd,
+    logs_cmds,
+    models_cmds,
+    monitor_cmds,
+    pipeline_cmds,
+    project_cmds,
+)
 from kyklos.cli.state import STATE
 
 __all__ = ["app", "main"]
@@ -51,6 +59,7 @@ logs_cmds.register(app)
 app.add_typer(data_cmds.app, name="data", help="Dataset versions: add, list, show, diff.")
 data_cmds.register_top(app)
 app.add_typer(models_cmds.app, name="models", help="Model versions, aliases, promotion, rollback.")
+monitor_cmds.register(app)
 
 
 def main() -> None:

@@ -89,10 +89,12 @@ def run(
                 f"[green]✓[/green] run {o.run_id} → model version {o.model_version}{aliases}: "
                 f"{o.alias_note}"
             )
-        c.print(
-            "next: kyklos models list · kyklos lineage "
-            f"{o.dataset_version} · mlflow ui --backend-store-uri {o.tracking_uri}"
+        ui = (
+            f"open {o.tracking_uri}"
+            if o.tracking_uri.startswith(("http://", "https://"))
+            else f"mlflow ui --backend-store-uri {o.tracking_uri}"
         )
+        c.print(f"next: kyklos models list · kyklos lineage {o.dataset_version} · {ui}")
 
     emit(outcome, as_json=as_json, human=human)
     if fail_on_gates and outcome.gates_passed is False:

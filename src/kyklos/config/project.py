@@ -15,12 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from kyklos.config.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 __all__ = [
-    "DataConfig",
-    "EvaluateConfig",
-    "ModelConfig",
     "ALERT_SIGNALS",
     "AlertRule",
     "AlertsConfig",
+    "DataConfig",
+    "EvaluateConfig",
+    "ModelConfig",
     "MonitorConfig",
     "PipelineConfig",
     "PreprocessingConfig",
@@ -203,7 +203,9 @@ class WindowConfig(_Section):
 
     rows: int | None = Field(1000, ge=1)
     duration: str | None = None
-    slide: str | int | None = Field(None, description="sliding step (rows or duration); None = tumbling")
+    slide: str | int | None = Field(
+        None, description="sliding step (rows or duration); None = tumbling"
+    )
 
     @field_validator("duration")
     @classmethod
@@ -264,7 +266,9 @@ class AlertRule(_Section):
         if match is None:
             raise ValueError("expected 'SIGNAL OP NUMBER', e.g. 'share_drifted > 0.3'")
         if match.group(1) not in ALERT_SIGNALS:
-            raise ValueError(f"unknown signal {match.group(1)!r}; choose from {list(ALERT_SIGNALS)}")
+            raise ValueError(
+                f"unknown signal {match.group(1)!r}; choose from {list(ALERT_SIGNALS)}"
+            )
         return value
 
     @field_validator("cooldown")
@@ -279,6 +283,22 @@ class AlertsConfig(_Section):
 
     webhook: str | None = None
     rules: list[AlertRule] = Field(default_factory=list)
+
+    @field_validator("webhook")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, value: list[AlertRule]) -> list[AlertRule]:
+        names = [rule.name for rule in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique; repeated: {duplicates}")
+        return value
 
 
 class MonitorConfig(_Section):

@@ -248,7 +248,7 @@ def latest_labels(labels: pa.Table) -> pa.Table:
                 "label_ts": pa.array([], TS_TYPE),
             }
         )
-    ordered = labels.sort_by([("ts", "ascending"), ("seq", "ascending")])
+    ordered = labels.sort_by([("ts", "ascending"), ("writer", "ascending"), ("seq", "ascending")])
     latest = ordered.group_by(["request_id", "row"], use_threads=False).aggregate(
         [("label", "last"), ("ts", "last")]
     )

@@ -115,7 +115,11 @@ class LogSchema:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", frozenset(c.name for c in self.columns))
-        object.__setattr__(self, "_plan", tuple((c, _FAST[c.kind]) for c in self.columns))
+        plan = tuple(
+            (c, _FAST[c.kind] - {type(None)} if c.default is _REQUIRED else _FAST[c.kind])
+            for c in self.columns
+        )
+        object.__setattr__(self, "_plan", plan)
 
     @property
     def names(self) -> list[str]:
@@ -161,6 +165,8 @@ class LogSchema:
                 value = 0 if rows == 1 else np.arange(rows, dtype=np.int32)
             elif value is _NOW:
                 value = time.time_ns() // 1000
+            elif value is None and column.default is _REQUIRED:
+                raise DataError(f"{self.kind} log: column {column.name!r} cannot be empty")
             else:
                 value = _convert(column, value, rows, self.kind)
             if isinstance(value, np.ndarray):

@@ -8,9 +8,11 @@ of the group becomes durable at the same time (group commit). A caller that ackn
 prediction only after ``commit.wait()`` (or ``await commit``) never loses it, even if the
 process is killed right after.
 
-Groups close when they hold ``max_batch_rows`` rows; the committer starts at most one fsync per
-``commit_interval_ms`` (the first record after a quiet spell is committed at once), so under
-load groups grow instead of fsyncs multiplying. A WAL is sealed into a Parquet segment by a
+When to commit: a group closes at ``max_batch_rows`` rows. After a commit, the next group
+waits for company at most ``commit_interval_ms`` from the start of the previous commit, and
+not at all once it is as big as recent groups were (a decaying estimate of the load): the first
+record after a quiet spell is committed at once, and under load groups grow instead of fsyncs
+multiplying. Records that arrive while a commit is in flight join the next group. A WAL is sealed into a Parquet segment by a
 second thread when it holds ``segment_rows`` rows or is ``segment_seconds`` old, and on
 ``close()``. A writer that starts seals the WAL files of writers that died (see
 :mod:`kyklos.data.predlog_files`).
@@ -205,7 +207,8 @@ class LogWriter:
         self._segments = 0
         self._last_error: str | None = None
         self._last_commit = 0.0
-        self._expected_rows = 1  # rows of the last group: a group that big commits at once
+        # About the size of the last groups (decaying): a group that big commits at once.
+        self._expected_rows = 1
         self._sealer_queue: queue.Queue[_Wal | None] = queue.Queue()
         self._committer = threading.Thread(
             target=self._run_committer, name=f"kyklos-log-commit-{schema.kind}", daemon=True
@@ -393,7 +396,7 @@ class LogWriter:
         wal.rows += group.rows
         self._seq += group.rows
         self._commits += 1
-        self._expected_rows = group.rows
+        self._expected_rows = max(group.rows, self._expected_rows // 2)
         self._finish(group, None)
         if wal.rows >= self.segment_rows:
             self._rotate()
@@ -407,7 +410,8 @@ class LogWriter:
         wal_id = uuid.uuid4().hex
         tmp = self.folder / f".wal-{self._pid}-{wal_id}.tmp"
         path = self.folder / f"wal-{self._pid}-{wal_id}{WAL_SUFFIX}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o644)  # O_APPEND: after a truncation, writes go to the end
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             arrow = schema.arrow(self.writer_id)

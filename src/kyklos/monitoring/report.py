@@ -781,7 +781,11 @@ def _missing_note(ref: Distribution | None, cur: Distribution | None) -> str:
         return d.missing / total if total > 0 else 0.0
 
     a, b = rate(ref), rate(cur)
-    if not a and not b:
+    # only rates that matter: at least 1% on one side and half a point of change (or one side
+    # unknown); a rise of 5 points is highlighted
+    if max(a or 0.0, b or 0.0) < 0.01:
+        return ""
+    if a is not None and b is not None and abs(b - a) < 0.005:
         return ""
     jump = a is not None and b is not None and b - a > 0.05
     text = (

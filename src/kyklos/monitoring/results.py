@@ -209,9 +209,13 @@ class CheckResult:
             dataset_drift=bool(data["dataset_drift"]),
             drift_share_threshold=float(data["drift_share_threshold"]),
             quality=tuple(QualityIssue.from_dict(q) for q in data.get("quality", [])),
-            prediction=FeatureDrift.from_dict(data["prediction"]) if data.get("prediction") else None,
+            prediction=FeatureDrift.from_dict(data["prediction"])
+            if data.get("prediction")
+            else None,
             performance=(
-                PerformanceResult.from_dict(data["performance"]) if data.get("performance") else None
+                PerformanceResult.from_dict(data["performance"])
+                if data.get("performance")
+                else None
             ),
             seconds=float(data.get("seconds", 0.0)),
             format=data.get("format", RESULT_FORMAT),

@@ -53,10 +53,11 @@ def drift_ratio(feature: FeatureDrift) -> float:
 
     * distances and indices (PSI, Jensen–Shannon, Wasserstein): ``statistic / threshold``;
     * tests with a p-value (KS, chi²): ``log(p_value) / log(threshold)``, so p = threshold gives
-      1 and every factor of 10 below the threshold adds ``1 / -log10(threshold)`` (p is floored
-      at 1e-300, so the ratio stays finite).
+      1 and every factor of 10 below the threshold adds ``1 / -log10(threshold)``. p is floored
+      at 1e-300 so that the ratio stays finite (and JSON-able): p = 0 at threshold 0.05 gives
+      230.6. This is the statistics' own ``Statistic.severity`` except for that floor.
 
-    >>> drift_ratio(FeatureDrift("a", "numeric", "psi", 0.3, 0.2, True))
+    >>> round(drift_ratio(FeatureDrift("a", "numeric", "psi", 0.3, 0.2, True)), 3)
     1.5
     >>> round(drift_ratio(FeatureDrift("b", "numeric", "ks", 0.1, 0.05, True, p_value=0.0025)), 3)
     2.0
@@ -65,8 +66,9 @@ def drift_ratio(feature: FeatureDrift) -> float:
         p = float(feature.p_value)
         if math.isnan(p):
             return math.nan
-        threshold = min(max(feature.threshold, _TINY_P), 1.0 - 1e-12)
-        return math.log(min(max(p, _TINY_P), 1.0)) / math.log(threshold)
+        if not 0.0 < feature.threshold < 1.0:
+            return 1.0 - p
+        return math.log(min(max(p, _TINY_P), 1.0)) / math.log(feature.threshold)
     statistic = float(feature.statistic)
     if math.isnan(statistic):
         return math.nan

@@ -31,6 +31,7 @@ from kyklos.pipeline.step import StepSpec, load_step, step
 __all__ = ["PipelineOutcome", "build_nodes", "run_project"]
 
 FINAL_STEP = "profile"
+REFERENCE_BINS = 100
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,8 @@ def profile_step_fn(
     train_df, _ = split
     features = list(model.feature_names_in_)
     table = pa.Table.from_pandas(train_df[features], preserve_index=False)
-    feature_profile = profile_table(table, infer_schema(table))
+    # 100 quantile bins: monitoring's KS/Wasserstein work on these histograms, never on raw data
+    feature_profile = profile_table(table, infer_schema(table), n_bins=REFERENCE_BINS)
     task = evaluation["task"]
     x = train_df[features]
     if task == "classification" and hasattr(model, "predict_proba"):
@@ -239,7 +241,7 @@ def profile_step_fn(
     else:
         pred = model.predict(x)
     pred_table = pa.table({"prediction": np.asarray(pred, dtype=np.float64)})
-    pred_profile = profile_table(pred_table, infer_schema(pred_table))
+    pred_profile = profile_table(pred_table, infer_schema(pred_table), n_bins=REFERENCE_BINS)
     return {
         "features": feature_profile.to_dict(),
         "predictions": pred_profile.to_dict(),
@@ -415,8 +417,11 @@ def run_project(
     track: bool = True,
 ) -> PipelineOutcome:
     """Run the pipeline of ``project``; track and register the model when something changed."""
+    import time
+
     from kyklos.data.versions import DatasetStore
 
+    started_at = time.time()
     datasets = DatasetStore.for_project(project)
     if dataset_ref is not None:
         version = datasets.get(dataset_ref)
@@ -479,6 +484,7 @@ def run_project(
         dataset_created=created,
         final_key=final_key,
         steps=steps,
+        started_at=started_at,
     )
     return outcome
 

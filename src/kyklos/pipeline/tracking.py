@@ -70,8 +70,11 @@ def track_run(
     dataset_created: bool,
     final_key: str,
     steps: list[dict[str, Any]],
+    started_at: float | None = None,
 ) -> Any:
-    """Track and register; return a :class:`~kyklos.pipeline.project.PipelineOutcome`."""
+    """Track and register; return a :class:`~kyklos.pipeline.project.PipelineOutcome`.
+
+    ``started_at`` (epoch seconds) is when the pipeline began: the run's start time."""
     import numpy as np
 
     from kyklos.pipeline.project import PipelineOutcome, actor
@@ -107,7 +110,12 @@ def track_run(
             tags["mlflow.source.git.branch"] = git.branch
     for name, code_hash in step_hashes.items():
         tags[f"kyklos.step.{name}"] = code_hash[:16]
-    run_id = tracker.start_run(run_name=f"{project.name}-{dataset.id}", tags=tags)
+    # unique per data + code + config (two runs on one dataset version differ in the key)
+    run_id = tracker.start_run(
+        run_name=f"{project.name}-{dataset.id}-{final_key[:6]}",
+        tags=tags,
+        start_time=started_at,
+    )
     db = open_db(project.db_url)
     started = dt.datetime.now(dt.UTC)
     with db.write() as conn:
@@ -159,7 +167,9 @@ def track_run(
                 run_id, {f"plots/{filename}": png for filename, png in plots.items()}
             )
         features = evaluation["features"]
-        model_uri = tracker.log_model(run_id, model, input_example=test_df[features].head(5))
+        model_uri = tracker.log_model(
+            run_id, model, input_example=test_df[features].head(5), name=project.registered_model
+        )
         buffer = io.BytesIO()
         np.save(buffer, _prediction_array(evaluation), allow_pickle=False)
         ArtifactStore(project.artifacts_uri).put_bytes(predictions_key(run_id), buffer.getvalue())

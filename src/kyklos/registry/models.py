@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -194,6 +195,8 @@ class ModelRegistry:
                 description=f"gates: {gate_report.summary()}",
                 model_id=model_id,
             )
+            if model_id:
+                _link_logged_model(client, model_id, self.model_name, str(created.version))
         version = int(created.version)
         now = dt.datetime.now(dt.UTC)
         clean_metrics = {str(k): float(v) for k, v in metrics.items()}
@@ -445,6 +448,18 @@ class ModelRegistry:
         what = f"no version {value}" if kind == "version" else f"no {value!r} alias set"
         return NotFoundError(
             f"model {self.model_name!r} has {what}; existing versions: {listed}; aliases: {named}"
+        )
+
+
+def _link_logged_model(client: Any, model_id: str, name: str, version: str) -> None:
+    """Record the new version on the logged model (tag ``mlflow.modelVersions``), as
+    ``mlflow.register_model`` does; the UI's model pages read it ("Registered models")."""
+    logged = client.get_logged_model(model_id)
+    listed = json.loads(logged.tags.get("mlflow.modelVersions") or "[]")
+    entry = {"name": name, "version": version}
+    if entry not in listed:
+        client.set_logged_model_tags(
+            model_id, {"mlflow.modelVersions": json.dumps([*listed, entry])}
         )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -165,13 +166,19 @@ class Tracker:
 
     # -- runs ---------------------------------------------------------------------------------
     def start_run(
-        self, *, run_name: str | None = None, tags: Mapping[str, str] | None = None
+        self,
+        *,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        start_time: float | None = None,
     ) -> str:
-        """Create a run in the experiment; return its id."""
+        """Create a run in the experiment; return its id. ``start_time`` (epoch seconds)
+        defaults to now; pass when the work began so the UI's duration covers it."""
         experiment_id = self.experiment_id
         with self.errors("start a run on"):
             run = self.client.create_run(
                 experiment_id,
+                start_time=int(start_time * 1000) if start_time is not None else None,
                 run_name=run_name,
                 tags={k: _truncate(str(v), _MAX_TAG_VALUE) for k, v in (tags or {}).items()},
             )
@@ -317,12 +324,19 @@ class Tracker:
         client = self.client
         with self.errors(f"log the model of run {run_id} to"):
             run = client.get_run(run_id)
+            # who and what logged it (the UI's "Created by" / "Logged from"), as MLflow's own
+            # log_model does through its run-context tags
+            context = {
+                k: v
+                for k, v in run.data.tags.items()
+                if k == "mlflow.user" or k.startswith("mlflow.source.")
+            }
             logged = client.create_logged_model(
                 run.info.experiment_id,
                 name=name,
                 source_run_id=run_id,
                 params=dict(run.data.params),
-                tags={"kyklos.version": __version__},
+                tags={**context, "kyklos.version": __version__},
             )
             try:
                 mlflow_model = Model(
@@ -346,8 +360,26 @@ class Tracker:
                     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
                     client.log_model_artifacts(logged.model_id, local)
                 now = int(time.time() * 1000)
+                # metrics that name the training dataset fill the UI's "Datasets used"
+                training = [
+                    item.dataset
+                    for item in (run.inputs.dataset_inputs if run.inputs else []) or []
+                    if any(
+                        t.key == "mlflow.data.context" and t.value == "training" for t in item.tags
+                    )
+                ]
+                dataset = training[0] if len(training) == 1 else None
                 linked = [
-                    Metric(key, value, now, 0, run_id=run_id, model_id=logged.model_id)
+                    Metric(
+                        key,
+                        value,
+                        now,
+                        0,
+                        run_id=run_id,
+                        model_id=logged.model_id,
+                        dataset_name=dataset.name if dataset else None,
+                        dataset_digest=dataset.digest if dataset else None,
+                    )
                     for key, value in run.data.metrics.items()
                 ]
                 if linked:
@@ -407,16 +439,20 @@ class Tracker:
     def model_files(self, model_uri: str) -> Iterator[Path]:
         """A local folder with the model's files: the store's own folder when it is local,
         else a temporary download (removed on exit)."""
-        local = self._local_model_dir(model_uri)
+        location = self._model_location(model_uri)
+        local = _local_dir(location)
         if local is not None:
             yield local
             return
         from mlflow.artifacts import download_artifacts
 
         with tempfile.TemporaryDirectory(prefix="kyklos-model-") as tmp:
-            with self.errors(f"download {model_uri} from"):
+            with self.errors(f"download {model_uri} ({location}) from"):
+                # ``location`` is the underlying artifact URI (mlflow-artifacts:/..., s3://...),
+                # resolved through *this* tracker's client: MLflow resolves a ``models:/`` URI
+                # through the process-wide tracking URI, which is not ours.
                 path = download_artifacts(
-                    artifact_uri=model_uri, dst_path=tmp, tracking_uri=self.tracking_uri
+                    artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri
                 )
             yield Path(path)
 
@@ -425,20 +461,23 @@ class Tracker:
         with self.model_files(model_uri) as folder:
             return directory_digest(folder)
 
-    def _local_model_dir(self, model_uri: str) -> Path | None:
-        if not model_uri.startswith("models:/m-"):
-            return None
-        model_id = model_uri.removeprefix("models:/").split("/", 1)[0]
-        with self.errors(f"read logged model {model_id} from"):
-            location = str(self.client.get_logged_model(model_id).artifact_location)
-        parsed = urlparse(location)
-        if parsed.scheme == "file":
-            path = Path(unquote(parsed.path))
-        elif "://" not in location:
-            path = Path(location)
-        else:
-            return None
-        return path if path.is_dir() else None
+    def _model_location(self, model_uri: str) -> str:
+        """The artifact URI behind ``models:/<model_id>``, ``models:/<name>/<version>`` or
+        ``models:/<name>@<alias>`` (any trailing path kept); other URIs unchanged."""
+        if not model_uri.startswith("models:/"):
+            return model_uri
+        ref, _, sub = model_uri.removeprefix("models:/").partition("/")
+        with self.errors(f"resolve {model_uri} on"):
+            if ref.startswith("m-"):
+                base = str(self.client.get_logged_model(ref).artifact_location)
+            elif "@" in ref:
+                name, _, alias = ref.partition("@")
+                version = str(self.client.get_model_version_by_alias(name, alias).version)
+                base = str(self.client.get_model_version_download_uri(name, version))
+            else:
+                version, _, sub = sub.partition("/")
+                base = str(self.client.get_model_version_download_uri(ref, version))
+        return f"{base.rstrip('/')}/{sub}" if sub else base
 
     # -- errors -------------------------------------------------------------------------------
     @contextmanager
@@ -453,6 +492,18 @@ class Tracker:
             raise RegistryError(
                 f"cannot {action} MLflow at {redact_url(self.tracking_uri)}: {message}"
             ) from exc
+
+
+def _local_dir(location: str) -> Path | None:
+    """The folder behind a ``file:`` URI or a plain path, if it exists; None for remote URIs."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+    elif parsed.scheme == "" or (len(parsed.scheme) == 1 and location[1:3] in {":/", ":\\"}):
+        path = Path(location)
+    else:
+        return None
+    return path if path.is_dir() else None
 
 
 def directory_digest(folder: str | Path) -> str:
@@ -479,6 +530,10 @@ def _mlflow(*, flavour: bool = False) -> ModuleType:
     global _mlflow_module, _flavour_loaded
     if _mlflow_module is None or (flavour and not _flavour_loaded):
         with _import_lock, _quiet_mlflow_imports():
+            # MlflowClient.set_terminated writes "🏃 View run ... at: <url>" to *stdout* when the
+            # tracking URI is a server, which breaks `kyklos ... --json`; the CLI prints the
+            # run's URL itself. An explicit user setting wins.
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             import mlflow
 
             # MLflow logs store migrations ("Creating initial MLflow database tables...") at INFO

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -31,6 +32,8 @@ __all__ = [
     "events",
     "metadata",
     "model_versions",
+    "monitor_results",
+    "monitor_state",
     "run_inputs",
     "runs",
 ]
@@ -150,3 +153,30 @@ events = Table(
 )
 
 APPEND_ONLY_TABLES = ("alias_history", "events")
+
+monitor_results = Table(
+    "monitor_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", Integer, nullable=True),
+    Column("window_start", DateTime(timezone=True), nullable=True),
+    Column("window_end", DateTime(timezone=True), nullable=True),
+    Column("n_rows", BigInteger, nullable=False),
+    Column("verdict", String(16), nullable=False, comment="ok | drift | degraded | quality"),
+    Column("share_drifted", Float, nullable=False),
+    Column("dataset_drift", Boolean, nullable=False),
+    Column("result", JSON, nullable=False, comment="the whole CheckResult (kyklos.monitor/1)"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_monitor_results_model", "project", "model_name", "model_version", "id"),
+)
+
+monitor_state = Table(
+    "monitor_state",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("model_name", String(128), primary_key=True),
+    Column("cursor", JSON, nullable=False, comment="where the incremental monitor stands"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

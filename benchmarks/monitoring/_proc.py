@@ -59,6 +59,7 @@ class Phase:
         self.rss_before = rss()
         reset_peak()
         self.start = time.perf_counter()
+        progress(f"phase {self.name} started, RSS {self.rss_before / MIB:.0f} MiB")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -69,6 +70,13 @@ class Phase:
             "rss_after_mib": rss() / MIB,
             "peak_mib": peak() / MIB,
         }
+        progress(f"phase {self.name} done in {seconds:.1f} s, peak RSS {peak() / MIB:.0f} MiB")
+
+
+def progress(message: str) -> None:
+    """One line on stderr (the harness shows the last ones when a child is killed)."""
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
 
 
 def emit(result: dict[str, Any]) -> None:

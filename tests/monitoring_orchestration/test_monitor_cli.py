@@ -107,29 +107,35 @@ def test_check_prints_the_verdict_first_and_exits_0_on_drift(
     lines = done.stdout.splitlines()
     assert lines[0].startswith("drift: ")
     assert "top drifted features" in done.stdout and "temp" in done.stdout
-    failing = _cli(
-        "monitor",
-        "check",
-        "-r",
-        str(csv_files["winter"]),
-        "-c",
-        str(csv_files["summer"]),
-        "--fail-on-drift",
-        cwd=tmp_path,
+    runner = CliRunner()
+    failing = runner.invoke(
+        app,
+        [
+            "monitor",
+            "check",
+            "-r",
+            str(csv_files["winter"]),
+            "-c",
+            str(csv_files["summer"]),
+            "--fail-on-drift",
+        ],
     )
-    assert failing.returncode == 1
-    same = _cli(
-        "monitor",
-        "check",
-        "-r",
-        str(csv_files["winter_even"]),
-        "-c",
-        str(csv_files["winter_odd"]),
-        "--fail-on-drift",
-        cwd=tmp_path,
+    assert failing.exit_code == 1
+    same = runner.invoke(
+        app,
+        [
+            "monitor",
+            "check",
+            "-r",
+            str(csv_files["winter_even"]),
+            "-c",
+            str(csv_files["winter_odd"]),
+            "--fail-on-drift",
+            "--json",
+        ],
     )
-    assert same.returncode == 0, same.stdout
-    assert same.stdout.startswith("ok: ")
+    assert same.exit_code == 0, same.stdout
+    assert json.loads(same.stdout)["verdict"] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -177,8 +183,12 @@ def test_check_against_a_model_version(project: Path, csv_files: dict[str, Path]
 
 
 def test_run_and_show(project: Path, flights: pa.Table, write_log: LogWriter) -> None:
-    write_log(months(flights, 6).slice(0, 2300), version=1)
     runner = CliRunner()
+    empty = runner.invoke(app, ["--project", str(project), "monitor", "run"])
+    assert empty.exit_code == 0 and "no new complete window" in empty.stdout
+    nothing = runner.invoke(app, ["--project", str(project), "monitor", "show"])
+    assert "no monitor results yet" in nothing.stdout
+    write_log(months(flights, 6).slice(0, 2300), version=1)
     ran = runner.invoke(app, ["--project", str(project), "monitor", "run", "--json"])
     assert ran.exit_code == 0, ran.output
     data = json.loads(ran.stdout)
@@ -201,3 +211,28 @@ def test_run_and_show(project: Path, flights: pa.Table, write_log: LogWriter) ->
     )
     assert one.exit_code == 0
     assert "rows 1000–1999" in one.stdout and "rows 0–999" not in one.stdout
+
+
+def test_check_against_a_dataset_version_and_a_log_export(
+    project: Path, csv_files: dict[str, Path], flights: pa.Table, write_log: LogWriter
+) -> None:
+    import pyarrow.parquet as pq
+
+    import kyklos
+    from kyklos.api.monitor import monitor_check
+    from kyklos.data.predlog import PredictionLog
+
+    dataset, _ = kyklos.data_add(project=project)
+    against_data = monitor_check(dataset.id, str(csv_files["summer"]), project=project)
+    assert against_data.verdict == "drift"
+    assert {f.feature for f in against_data.features} == set(COLUMNS)
+    assert against_data.window.model_version is None
+
+    write_log(months(flights, 1).slice(6000, 500), version=1)
+    export = project / "export.parquet"
+    pq.write_table(PredictionLog(project / ".kyklos" / "logs").scan(), export)
+    against_model = monitor_check("v1", str(export), project=project, report=project / "r.json")
+    assert against_model.window.model_version == 1 and against_model.window.n_rows == 500
+    assert against_model.prediction is not None  # the logged scores against v1's predictions
+    assert not [q for q in against_model.quality if q.severity == "error"]
+    assert json.loads((project / "r.json").read_text())["window"]["n_rows"] == 500

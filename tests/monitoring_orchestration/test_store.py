@@ -141,8 +141,14 @@ def test_results_round_trip_newest_first(
     assert summary["drifted_features"] == ["temp"] and summary["window"] == "w"
 
 
-def test_commit_is_compare_and_set(sqlite_url: str) -> None:
-    store = MonitorStore(open_db(sqlite_url), project="p", model_name="m")
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_commit_is_compare_and_set(
+    backend: str, request: pytest.FixtureRequest, sqlite_url: str
+) -> None:
+    url = sqlite_url if backend == "sqlite" else request.getfixturevalue("pg_url")
+    store = MonitorStore(open_db(url), project="p", model_name="m")
     assert store.state() is None
     store.commit(expected=None, state={"n": 1})
     stored = store.commit(expected={"n": 1}, state={"n": 2}, result=_result())

@@ -74,7 +74,7 @@ def test_limit_keeps_the_latest_records_in_time_order(logged: Project) -> None:
 
 
 def test_json_lines_with_labels(logged: Project) -> None:
-    out = kyklos(logged, "--labels", "--format", "json", "--until", "2026-01-01T00:02")
+    out = kyklos(logged, "--labels", "--json", "--until", "2026-01-01T00:02")
     records = [json.loads(line) for line in out.splitlines()]
     assert [(r["request_id"], r["row"], r["label"]) for r in records] == [
         ("r0", 0, None),

@@ -177,3 +177,13 @@ def test_an_empty_log_reads_as_an_empty_table(root: Path) -> None:
     table, cursor = log.scan_since(None)
     assert table.num_rows == 0 and cursor.positions == {}
     assert pc.sum(log.scan().column("latency_ms")).as_py() is None
+
+
+def test_lookup_finds_logged_request_ids(filled: PredictionLog) -> None:
+    found = filled.lookup(["r3", "r59", "nobody", "r3"])
+    assert found.column_names == ["request_id", "row", "ts", "version", "arm"]
+    assert found.column("request_id").to_pylist() == ["r3", "r59"]
+    assert filled.lookup(["r3", "r59"], since=_minute(10)).column("request_id").to_pylist() == [
+        "r59"
+    ]
+    assert filled.lookup([]).num_rows == 0

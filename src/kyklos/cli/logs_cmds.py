@@ -48,6 +48,7 @@ def logs(
     labels: Annotated[
         bool, typer.Option("--labels", help="add each prediction's latest label (label, label_ts)")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="same as --format json")] = False,
     columns: Annotated[
         str | None,
         typer.Option(
@@ -60,6 +61,8 @@ def logs(
     from kyklos.cli.render import console
     from kyklos.errors import ConfigError
 
+    if as_json:
+        fmt = "json"
     if fmt not in FORMATS:
         raise ConfigError(f"--format: {fmt!r} is unknown; expected one of {', '.join(FORMATS)}")
     if fmt == "table" and output is not None:

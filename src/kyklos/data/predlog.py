@@ -16,8 +16,9 @@ Serving writes, monitoring and ``kyklos logs`` read::
     table, cursor = log.scan_since(cursor)   # incremental: only what is new since `cursor`
 
 The implementation is split by concern: record layout (:mod:`~kyklos.data.predlog_schema`),
-files, sealing and recovery (:mod:`~kyklos.data.predlog_files`), writers
-(:mod:`~kyklos.data.predlog_writer`) and readers (:mod:`~kyklos.data.predlog_reader`).
+files, sealing and recovery (:mod:`~kyklos.data.predlog_files`), group commits
+(:mod:`~kyklos.data.predlog_commit`), writers (:mod:`~kyklos.data.predlog_writer`) and readers
+(:mod:`~kyklos.data.predlog_reader`).
 """
 
 from __future__ import annotations

@@ -214,12 +214,7 @@ def seal_wal(path: Path) -> Path | None:
             )
             tmp = folder / f".seg-{wal_id}{SEG_SUFFIX}.tmp"
             try:
-                pq.write_table(
-                    table.replace_schema_metadata(meta),
-                    tmp,
-                    compression="zstd",
-                    use_dictionary=["writer", "model", "arm", "endpoint"],
-                )
+                pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
                 with tmp.open("rb+") as handle:
                     os.fsync(handle.fileno())
                 tmp.replace(target)

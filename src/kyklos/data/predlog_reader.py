@@ -181,6 +181,28 @@ class PredictionLog:
         out = out.sort_by("_order").drop_columns(["_order"])
         return _select(out, None if columns is None else [*columns, "label", "label_ts"])
 
+    def lookup(
+        self,
+        request_ids: Sequence[str],
+        *,
+        since: dt.datetime | None = None,
+        columns: Sequence[str] = ("request_id", "row", "ts", "version", "arm"),
+    ) -> pa.Table:
+        """The logged rows of these request ids (e.g. to tell ``/feedback`` which ids are unknown).
+
+        Reads only ``columns`` (plus ``request_id``) of the files, from ``since`` on when given.
+        """
+        wanted = _needed([*dict.fromkeys(["request_id", *columns])])
+        ids = pa.array(list(dict.fromkeys(request_ids)), type=pa.string())
+        snap = self.snapshot(PREDICTIONS, since=since)
+        parts = [_read_segment(info.path, wanted) for info in snap.segments]
+        parts += [_project(table, wanted) for _, table in snap.wals]
+        parts = [p.filter(pc.is_in(p.column("request_id"), value_set=ids)) for p in parts]
+        table = concat(parts) if parts else self._empty(PREDICTIONS)
+        if since is not None:
+            table = table.filter(pc.field("ts") >= pa.scalar(_aware(since), TS_TYPE))
+        return _select(table.sort_by(_ORDER), [*dict.fromkeys(["request_id", *columns])])
+
     def scan_since(
         self,
         cursor: LogCursor | None = None,

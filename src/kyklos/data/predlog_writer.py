@@ -23,8 +23,6 @@ to the same folder: each has its own WAL and segments.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fcntl
 import os
 import queue
@@ -32,12 +30,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from kyklos.data.predlog_commit import Commit
 from kyklos.data.predlog_files import WAL_SUFFIX, fsync_dir, recover, seal_wal
 from kyklos.data.predlog_schema import (
     FEATURE_PREFIX,
@@ -53,71 +52,6 @@ from kyklos.errors import DataError, StoreError
 __all__ = ["Commit", "LabelLogWriter", "LogWriter", "PredictionLogWriter", "WriterStats"]
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
-
-
-class Commit:
-    """The durability of one group of appends: ``wait()`` in threads, ``await commit`` in async.
-
-    Both return once the records are on disk, and raise :class:`StoreError` if they could not
-    be written (they were then not logged, and must not be acknowledged).
-    """
-
-    __slots__ = ("_done", "_error", "_gate", "_lock", "_waiters")
-
-    def __init__(self) -> None:
-        # Held until the group is resolved; each waiter takes and passes it on (a wake-up chain,
-        # much cheaper for many threads than a Condition's notify_all).
-        self._gate = threading.Lock()
-        self._gate.acquire()
-        self._done = False
-        self._error: str | None = None
-        self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-
-    def done(self) -> bool:
-        """Whether the group was committed (or failed)."""
-        return self._done
-
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the records are durable; TimeoutError after ``timeout`` seconds."""
-        if not self._done:
-            if not self._gate.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
-                raise TimeoutError(f"the log did not commit within {timeout} s")
-            self._gate.release()
-        if self._error is not None:
-            raise StoreError(self._error)
-
-    def __await__(self) -> Generator[Any, None, None]:
-        if not self._done:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            with self._lock:
-                pending = not self._done
-                if pending:
-                    self._waiters.append((loop, future))
-            if pending:
-                yield from future.__await__()
-        if self._error is not None:
-            raise StoreError(self._error)
-
-    def _resolve(self, error: str | None) -> None:
-        with self._lock:
-            self._error = error
-            self._done = True
-            waiters, self._waiters = self._waiters, []
-        self._gate.release()
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for loop, future in waiters:
-            by_loop.setdefault(loop, []).append(future)
-        for loop, futures in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_wake, futures)
-
-
-def _wake(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def run_incremental(
         by_version[version] = mask & after
     if state != first_state:
         store.commit(expected=stored_state, state=_dump(state))
-    records = _with_labels(log, records, times)
+    records = _with_labels(log, records)
 
     stored: list[StoredResult] = []
     pending: dict[int, int] = {}
@@ -230,7 +230,7 @@ def run_incremental(
             stored.append(saved)
             if after_commit is not None:
                 after_commit(saved)
-    waiting = {version: rows for version, rows in pending.items() if rows}
+    waiting = {number: count for number, count in pending.items() if count}
     return MonitorRun(tuple(stored), late, waiting, skipped)
 
 
@@ -317,11 +317,13 @@ def _at_or_after(records: pa.Table, times: np.ndarray, key: Key) -> np.ndarray:
     return result
 
 
-def _with_labels(log: PredictionLog, records: pa.Table, times: np.ndarray) -> pa.Table:
+def _with_labels(log: PredictionLog, records: pa.Table) -> pa.Table:
     """``records`` with the latest ``label`` of each ``(request_id, row)`` (null: none yet)."""
     if records.num_rows == 0:
         return records.append_column("label", pa.nulls(0, pa.float64()))
-    labels = latest_labels(log.labels(since=from_micros(int(times.min()))))
+    # every label: a label's ts is when it was logged, which a labels file may set earlier
+    # than the prediction it belongs to
+    labels = latest_labels(log.labels())
     order = pa.array(np.arange(records.num_rows, dtype=np.int64))
     joined = records.append_column("_order", order).join(
         labels.select(["request_id", "row", "label"]),

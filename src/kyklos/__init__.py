@@ -18,7 +18,9 @@ from kyklos._version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from kyklos.api.data import data_add, data_diff, data_list, data_show, lineage_of
     from kyklos.api.init import init_project
+    from kyklos.api.logs import logs_query
     from kyklos.api.models import alias_history, models_list, models_show, promote, rollback
+    from kyklos.api.monitor import monitor_check, monitor_run, monitor_show
     from kyklos.api.pipeline import reproduce, run
     from kyklos.api.project import validate_project
     from kyklos.config import Project, load_project
@@ -37,8 +39,12 @@ __all__ = [
     "init_project",
     "lineage_of",
     "load_project",
+    "logs_query",
     "models_list",
     "models_show",
+    "monitor_check",
+    "monitor_run",
+    "monitor_show",
     "promote",
     "reproduce",
     "rollback",
@@ -58,8 +64,12 @@ _LAZY = {
     "init_project": "kyklos.api.init",
     "lineage_of": "kyklos.api.data",
     "load_project": "kyklos.config",
+    "logs_query": "kyklos.api.logs",
     "models_list": "kyklos.api.models",
     "models_show": "kyklos.api.models",
+    "monitor_check": "kyklos.api.monitor",
+    "monitor_run": "kyklos.api.monitor",
+    "monitor_show": "kyklos.api.monitor",
     "promote": "kyklos.api.models",
     "reproduce": "kyklos.api.pipeline",
     "rollback": "kyklos.api.models",

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import kyklos
+from kyklos.data.predlog import PredictionLogWriter
 from kyklos.store.db import close_all
 
 MODEL = "p"  # the project (and registered model) name
@@ -77,8 +78,6 @@ def write_log(project: Path) -> LogWriter:
     """``write_log(rows, version=1, ts=None, batch=100)`` logs ``rows`` (a flights table) as
     answered by ``version`` with the real writer; returns the request ids. ``ts`` (µs since
     the epoch, one per row) defaults to the flights' ``time_hour``."""
-    from kyklos.data.predlog import PredictionLogWriter
-
     features = _features(project)
 
     def write(
@@ -88,6 +87,7 @@ def write_log(project: Path) -> LogWriter:
         ts: np.ndarray | None = None,
         batch: int = 100,
         prefix: str = "r",
+        writer: PredictionLogWriter | None = None,
     ) -> list[str]:
         times = (
             ts
@@ -96,7 +96,11 @@ def write_log(project: Path) -> LogWriter:
         )
         scores = synthetic_scores(rows)
         ids: list[str] = []
-        writer = PredictionLogWriter(project / ".kyklos" / "logs", features=features, durable=False)
+        own = writer is None
+        if writer is None:
+            writer = PredictionLogWriter(
+                project / ".kyklos" / "logs", features=features, durable=False
+            )
         try:
             for start in range(0, rows.num_rows, batch):
                 part = rows.slice(start, batch)
@@ -122,10 +126,21 @@ def write_log(project: Path) -> LogWriter:
                 writer.append(record)
             writer.flush()
         finally:
-            writer.close()
+            if own:
+                writer.close()
         return ids
 
     return write
+
+
+@pytest.fixture
+def open_writer(project: Path) -> Iterator[PredictionLogWriter]:
+    """A prediction-log writer left open (its rows stay in a live WAL until closed)."""
+    writer = PredictionLogWriter(
+        project / ".kyklos" / "logs", features=_features(project), durable=False
+    )
+    yield writer
+    writer.close()
 
 
 @pytest.fixture

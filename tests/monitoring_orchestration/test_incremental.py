@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from kyklos.api.monitor import monitor_run, monitor_show
 from kyklos.config import load_project
-from kyklos.data.predlog import PredictionLog
+from kyklos.data.predlog import PredictionLog, PredictionLogWriter
 from kyklos.errors import MonitorError
 from kyklos.monitoring.store import MonitorStore, StoredResult
 from kyklos.store import open_db
@@ -98,6 +98,39 @@ def test_run_checks_each_new_window_once_per_version(
     _assert_windows_partition_the_log(project, 1, 1000)
     _assert_windows_partition_the_log(project, 2, 1000)
     assert [s.id for s in monitor_show(project, limit=None)] == [5, 4, 3, 2, 1]
+
+
+def test_rows_of_interleaved_writers_are_windowed_in_log_order(
+    project: Path, flights: pa.Table, write_log: LogWriter
+) -> None:
+    rows = months(flights, 1).slice(6000, 3800)
+    write_log(rows.slice(0, 1200), ts=_ts(0, 1200, step=2), prefix="even")
+    write_log(rows.slice(1200, 1200), ts=_ts(1, 1200, step=2), prefix="odd")
+    assert [r.window.n_rows for r in monitor_run(project, reports=False)] == [1000, 1000]
+    write_log(rows.slice(2400, 700), ts=_ts(2400, 700, step=2), prefix="even2")
+    write_log(rows.slice(3100, 700), ts=_ts(2401, 700, step=2), prefix="odd2")
+    second = monitor_run(project, reports=False)
+    assert [r.window.label for r in second] == ["rows 2000–2999"]
+    assert second.pending == {1: 800} and second.late == {}
+    _assert_windows_partition_the_log(project, 1, 1000)
+
+
+def test_rows_read_from_a_live_wal_are_not_read_again_from_its_segment(
+    project: Path, flights: pa.Table, write_log: LogWriter, open_writer: PredictionLogWriter
+) -> None:
+    rows = months(flights, 1).slice(6000, 2600)
+    write_log(rows.slice(0, 1500), ts=_ts(0, 1500), writer=open_writer)
+    log = PredictionLog(project / ".kyklos" / "logs")
+    assert [s.sealed for s in log.segments()] == [False]
+    assert [r.window.label for r in monitor_run(project, reports=False)] == ["rows 0–999"]
+    write_log(rows.slice(1500, 600), ts=_ts(1500, 600), writer=open_writer)
+    open_writer.close()  # the WAL becomes a sealed segment; its records keep their seq
+    assert [s.sealed for s in log.segments()] == [True]
+    write_log(rows.slice(2100, 500), ts=_ts(2100, 500), prefix="another-writer")
+    run = monitor_run(project, reports=False)
+    assert [r.window.label for r in run] == ["rows 1000–1999"]
+    assert run.pending == {1: 600} and run.late == {}
+    _assert_windows_partition_the_log(project, 1, 1000)
 
 
 def test_each_version_is_checked_against_its_own_profile(

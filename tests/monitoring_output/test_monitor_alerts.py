@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import select
 
 from kyklos.config.project import AlertsConfig
-from kyklos.errors import ConfigError
 from kyklos.monitoring.alerts import AlertManager, signals_of
 from kyklos.monitoring.results import CheckResult, FeatureDrift
 from kyklos.monitoring.signals import drift_ratio, parse_condition
@@ -253,14 +252,16 @@ def test_cool_down_on_postgres(pg_url: str, drifted: CheckResult) -> None:
 @pytest.mark.parametrize(
     ("webhook", "rules", "message"),
     [
-        ("file:///etc/passwd", [], "expected http:// or https://"),
-        ("hooks.example.com/x", [], "expected http:// or https://"),
-        (None, [RULES[2], RULES[2]], "appear more than once"),
+        ("file:///etc/passwd", [], "expected an http:// or https:// URL"),
+        ("hooks.example.com/x", [], "expected an http:// or https:// URL"),
+        (None, [RULES[2], RULES[2]], "rule names must be unique"),
     ],
     ids=["file-url", "relative-url", "duplicate-names"],
 )
-def test_bad_alert_config_is_refused(
-    db: Database, webhook: str | None, rules: list[dict[str, Any]], message: str
+def test_bad_alert_config_is_refused_when_the_project_is_loaded(
+    webhook: str | None, rules: list[dict[str, Any]], message: str
 ) -> None:
-    with pytest.raises(ConfigError, match=message):
-        AlertManager(db, project="flights", config=config(webhook, rules))
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        AlertsConfig.model_validate({"webhook": webhook, "rules": rules})

@@ -47,11 +47,27 @@ VALUE_RUNS = {
 FLIGHTS_NOT_FEATURES = ("time_hour", "arr_delay", "late")
 
 
-def _read(path: str, categories: bool = False) -> pd.DataFrame:
-    """A Parquet file as pandas, in as little memory as pyarrow allows; strings as Python
-    objects (what ``pd.read_parquet`` gives), or as pandas ``category`` with ``categories``."""
-    table = pq.read_table(path)
-    return table.to_pandas(split_blocks=True, self_destruct=True, strings_to_categorical=categories)
+def _read(path: str, categories: bool = False, lean: bool = False) -> pd.DataFrame:
+    """A Parquet file as pandas; strings as Python objects (what ``pd.read_parquet`` gives),
+    or as pandas ``category`` with ``categories``.
+
+    The whole table is read, then converted column block by column block
+    (``split_blocks``, ``self_destruct``). ``lean`` reads one column at a time instead and
+    builds the frame without consolidating its blocks (about 1.25× the Arrow size at the
+    peak, where the whole-table read needs about twice): the smallest footprint we found for
+    a frame Evidently accepts.
+    """
+    if not lean:
+        table = pq.read_table(path)
+        return table.to_pandas(
+            split_blocks=True, self_destruct=True, strings_to_categorical=categories
+        )
+    columns = {}
+    for name in pq.ParquetFile(path).schema_arrow.names:
+        column = pq.read_table(path, columns=[name]).column(0)
+        columns[name] = column.to_pandas(strings_to_categorical=categories)
+        del column
+    return pd.DataFrame(columns, copy=False)
 
 
 def _definition(frame: pd.DataFrame) -> DataDefinition:  # strings and categories: categorical
@@ -93,8 +109,8 @@ def _run(
 def preset(args: argparse.Namespace) -> dict[str, Any]:
     record: dict[str, Any] = {}
     with _proc.Phase("load", record):
-        reference = _read(args.reference, args.categories)
-        current = _read(args.current, args.categories)
+        reference = _read(args.reference, args.categories, args.lean)
+        current = _read(args.current, args.categories, args.lean)
     features = _run(reference, current, record)
     return {
         "rows": len(current),
@@ -147,6 +163,7 @@ def main() -> None:
         p.add_argument("--reference", required=True)
         p.add_argument("--current", required=True)
         p.add_argument("--categories", action="store_true", help="strings as pandas category")
+        p.add_argument("--lean", action="store_true", help="load one column at a time")
     p = sub.add_parser("flights")
     p.add_argument("--data", required=True)
     p.add_argument("--reference-months", default="1,2")

@@ -229,9 +229,14 @@ def wide(args: argparse.Namespace) -> dict[str, Any]:
     )
     attempts: dict[str, Any] = {}
     if args.evidently_python and not args.skip_evidently_wide:
-        # strings as Python objects (what pd.read_parquet gives), then, if that does not fit,
-        # as pandas categories (the smallest frame Evidently accepts)
-        for label, extra in (("object strings", []), ("category strings", ["--categories"])):
+        # strings as Python objects (what pd.read_parquet gives); if that does not fit, as
+        # pandas categories; then also loaded one column at a time (the smallest frame we
+        # found: about 1.25x the Arrow size), so that Evidently itself gets its chance
+        for label, extra in (
+            ("object strings", []),
+            ("category strings", ["--categories"]),
+            ("category strings, column-by-column load", ["--categories", "--lean"]),
+        ):
             say(
                 f"wide: evidently, {label} (cap {args.memory_cap_gib} GiB, "
                 f"timeout {args.wide_timeout:.0f} s)"
@@ -345,7 +350,7 @@ def report_narrow(results: dict[str, Any]) -> list[str]:
 
 def report_values(results: dict[str, Any]) -> list[str]:
     ky, ev, sc = (results.get(t, {}).get("values", {}) for t in ("kyklos", "evidently", "scipy"))
-    lines: list[str] = []
+    lines = _values_compact(results.get("rows", 0), ky, ev, sc)
     root_ln2 = 0.6931471805599453**0.5  # kyklos's base-2 Jensen–Shannon × √ln2 = natural log
     specs = [  # (run, kind, title, kyklos scale, exact key, exact scale)
         ("wasserstein", "numeric", "normalised Wasserstein", 1.0, "wasserstein", 1.0),
@@ -406,6 +411,48 @@ def report_values(results: dict[str, Any]) -> list[str]:
             f"| {name} ({k['method']}) | {k['statistic']:.4g} | "
             f"{'—' if stat is None else f'{stat:.4g}'} | {k['p_value']:.3g} | "
             f"{'—' if e is None else f'{e:.3g}'} | {'—' if p is None else f'{p:.3g}'} |"
+        )
+    return lines
+
+
+def _values_compact(rows: int, ky: Any, ev: Any, sc: Any) -> list[str]:
+    """All methods in one table (Jensen–Shannon in Evidently's natural-log units)."""
+    root_ln2 = 0.6931471805599453**0.5
+
+    def get(source: Any, run: str, name: str, key: str = "statistic") -> float | None:
+        value = source.get(run, {}).get(name, {}).get(key)
+        return None if value is None else float(value)
+
+    def f(value: float | None, spec: str = ".4f") -> str:
+        return "—" if value is None else format(value, spec)
+
+    lines = [
+        f"**All methods side by side** ({rows:,} rows; JS: kyklos's base-2 value × √ln 2; "
+        "KS / chi-square: the statistic, then the p-values)",
+        "",
+        "| feature | Wasserstein k / E | JS k / E | PSI k / E | KS D or χ² k / exact | "
+        "p k / E / exact |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in sorted(ky.get("ks", {})):
+        numeric = name.startswith("num")
+        js_k = get(ky, "jensenshannon", name)
+        exact = sc.get(name, {})
+        stat_x = exact.get("ks_statistic" if numeric else "chi2_statistic")
+        p_x = exact.get("ks_p_value" if numeric else "chi2_p_value")
+        wasserstein = (
+            f"{f(get(ky, 'wasserstein', name))} / {f(get(ev, 'wasserstein', name))}"
+            if numeric
+            else "—"
+        )
+        lines.append(
+            f"| {name} | {wasserstein} | "
+            f"{f(None if js_k is None else js_k * root_ln2)} / "
+            f"{f(get(ev, 'jensenshannon', name))} | "
+            f"{f(get(ky, 'psi', name))} / {f(get(ev, 'psi', name))} | "
+            f"{f(get(ky, 'ks', name), '.4g')} / {f(stat_x, '.4g')} | "
+            f"{f(get(ky, 'ks', name, 'p_value'), '.3g')} / {f(get(ev, 'ks', name), '.3g')} / "
+            f"{f(p_x, '.3g')} |"
         )
     return lines
 

@@ -19,7 +19,9 @@ from kyklos.cli import (
     models_cmds,
     monitor_cmds,
     pipeline_cmds,
+    predict_cmd,
     project_cmds,
+    serve_cmd,
 )
 from kyklos.cli.state import STATE
 
@@ -60,6 +62,8 @@ app.add_typer(data_cmds.app, name="data", help="Dataset versions: add, list, sho
 data_cmds.register_top(app)
 app.add_typer(models_cmds.app, name="models", help="Model versions, aliases, promotion, rollback.")
 monitor_cmds.register(app)
+predict_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,43 @@
+"""``kyklos serve``: serve the champion over HTTP (predict, MLflow scoring, feedback, metrics)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kyklos.cli.state import STATE
+
+__all__ = ["register", "serve"]
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``kyklos serve`` to the root command."""
+    root.command("serve")(serve)
+
+
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="address to bind (default: serve.host, 127.0.0.1)"),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="port (default: serve.port, 8000; 0: any)"),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="file holding the bearer token (else KYKLOS_TOKEN); required off loopback",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="uvicorn log level: warning, info, debug")
+    ] = "warning",
+) -> None:
+    """Serve the champion model: POST /predict, /invocations, /feedback; GET /metrics, /docs."""
+    from kyklos.api.serve import serve as _serve
+
+    _serve(STATE.project, host=host, port=port, token_file=token_file, log_level=log_level)

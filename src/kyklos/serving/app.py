@@ -1,0 +1,717 @@
+"""The ASGI app of ``kyklos serve``: predictions, MLflow scoring, feedback, health, metrics.
+
+:func:`create_app` builds a FastAPI app (``/docs`` and the OpenAPI schema come for free) whose
+hot endpoints take the raw :class:`~starlette.requests.Request` and answer raw bytes: the body
+is parsed with orjson (see :mod:`kyklos.serving.protocols`), validated against the model's
+features into numpy columns, merged with concurrent requests by the
+:class:`~kyklos.serving.batcher.Batcher`, appended to the prediction log, and answered only
+once the log commit that holds it is durable.
+
+Endpoints::
+
+    POST /predict       kyklos: one row {...}, {"rows": [...]} or {"columns": {...}}
+    POST /invocations   MLflow scoring protocol (JSON or text/csv)
+    POST /feedback      labels joined to earlier predictions by request id (token when set)
+    GET  /health        liveness;  GET /ready: a model is loaded
+    GET  /metrics       Prometheus text (one CollectorRegistry per app)
+    GET  /model         the serving model version and its features
+    POST /admin/reload  look at the champion alias now (token when set)
+
+Every client mistake is a 4xx JSON body ``{"error": {"message", "field", "expected"?}}``:
+malformed JSON 400, missing/invalid token 401, unknown route 404, wrong method 405, payload too
+large 413, wrong content type 415, invalid rows 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kyklos.errors import KyklosError, NotFoundError, ServingError
+from kyklos.serving import protocols
+from kyklos.serving.auth import Token, check_bearer
+from kyklos.serving.protocols import Parsed, RequestError
+
+if TYPE_CHECKING:
+    from kyklos.config import Project
+    from kyklos.data.predlog import LabelLogWriter, PredictionLogWriter
+    from kyklos.serving.batcher import Batcher
+    from kyklos.serving.model import LoadedModel
+    from kyklos.serving.server import ChampionWatcher
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ServeOptions", "ServingState", "create_app"]
+
+log = logging.getLogger("kyklos.serving")
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_JSON = "application/json"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+_PREDICT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            _JSON: {
+                "schema": {"type": "object"},
+                "examples": {
+                    "one row": {"value": {"distance": 1400, "carrier": "UA"}},
+                    "rows": {"value": {"rows": [{"distance": 1400, "carrier": "UA"}]}},
+                    "columns": {"value": {"columns": {"distance": [1400], "carrier": ["UA"]}}},
+                },
+            }
+        },
+    }
+}
+_INVOCATIONS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            _JSON: {"schema": {"type": "object"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
+}
+_FEEDBACK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            _JSON: {
+                "schema": {"type": "object"},
+                "example": {"labels": [{"request_id": "abc", "row": 0, "label": 1}]},
+            }
+        },
+    }
+}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Settings of one app: body size limit, batching, champion polling, token."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_batch_rows: int = 64
+    max_wait_ms: float = 2.0
+    poll_interval: float = 0.5
+    token: Token | None = None
+    watch: bool = True
+
+
+class _Metrics:
+    """The Prometheus metrics of one app, in their own registry."""
+
+    def __init__(self, state: ServingState) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("model", "version", "endpoint", "status")
+        self.requests = Counter(
+            "kyklos_requests", "Requests answered", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "kyklos_request_duration_seconds",
+            "Server-side latency of a request (until the answer is durable)",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rows = Histogram(
+            "kyklos_request_rows",
+            "Rows per prediction request",
+            ("model", "endpoint"),
+            buckets=_ROW_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(state))
+        self.model_info = Gauge(
+            "kyklos_model_info",
+            "The model version serving (1) under each arm",
+            ("model", "version", "arm"),
+            registry=self.registry,
+        )
+        self.load_failures = Counter(
+            "kyklos_model_load_failures",
+            "Model versions that failed to load (the previous one kept serving)",
+            ("model", "version"),
+            registry=self.registry,
+        )
+        self.load_failing = Gauge(
+            "kyklos_model_load_failing",
+            "1 while the champion alias points at a version that failed to load",
+            registry=self.registry,
+        )
+        self.swaps = Counter(
+            "kyklos_model_swaps", "Hot swaps of the serving model", registry=self.registry
+        )
+        self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, model: str, version: str, endpoint: str, status: int, seconds: float) -> None:
+        key = (model, version, endpoint, status)
+        children = self._children.get(key)
+        if children is None:
+            label = (model, version, endpoint, str(status))
+            children = self._children[key] = (
+                self.requests.labels(*label),
+                self.latency.labels(*label),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class _StateCollector:
+    """Gauges and counters read at scrape time: batcher queue and batches, prediction-log lag."""
+
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        batcher = self.state.batcher
+        if batcher is not None:
+            stats = batcher.stats()
+            yield GaugeMetricFamily(
+                "kyklos_queue_depth",
+                "Prediction requests queued for the next batch",
+                value=stats.queue_depth,
+            )
+            yield CounterMetricFamily("kyklos_batches", "Batched model calls", value=stats.batches)
+            yield CounterMetricFamily(
+                "kyklos_batch_rows", "Rows predicted in batches", value=stats.rows
+            )
+            yield GaugeMetricFamily(
+                "kyklos_batch_rows_mean", "Mean rows per batch", value=stats.mean_batch_rows
+            )
+        writer = self.state.predictions
+        if writer is not None:
+            log_stats = writer.stats()
+            yield GaugeMetricFamily(
+                "kyklos_prediction_log_lag_rows",
+                "Rows appended to the prediction log and not yet durable",
+                value=log_stats.pending_rows,
+            )
+            yield CounterMetricFamily(
+                "kyklos_prediction_log_rows",
+                "Rows made durable in the prediction log by this process",
+                value=log_stats.rows,
+            )
+            yield GaugeMetricFamily(
+                "kyklos_prediction_log_failing",
+                "1 when the prediction log writer reported an error",
+                value=1 if log_stats.last_error else 0,
+            )
+
+
+class ServingState:
+    """What the app serves with: the model reference (swapped atomically), batcher, log writers."""
+
+    def __init__(self, project: Project, options: ServeOptions) -> None:
+        self.project = project
+        self.options = options
+        self.model: LoadedModel | None = None
+        self.batcher: Batcher | None = None
+        self.predictions: PredictionLogWriter | None = None
+        self.labels: LabelLogWriter | None = None
+        self.watcher: ChampionWatcher | None = None
+        self.started = time.time()
+        self.metrics = _Metrics(self)
+
+    # -- model ----------------------------------------------------------------------------------
+    def current(self) -> LoadedModel:
+        model = self.model
+        if model is None:
+            raise ServingError("no model is loaded yet", status=503)
+        return model
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        """Serve ``model`` from now on (one reference assignment); returns the previous one."""
+        if self.predictions is not None:
+            self.predictions.extend_features([(f.name, f.kind) for f in model.features])
+        previous, self.model = self.model, model
+        if previous is not None:
+            self.metrics.model_info.remove(previous.name, str(previous.version), "champion")
+            self.metrics.swaps.inc()
+        self.metrics.model_info.labels(model.name, str(model.version), "champion").set(1)
+        return previous
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self, model: LoadedModel | None) -> None:
+        from kyklos.data.predlog import LabelLogWriter, PredictionLogWriter
+        from kyklos.serving.batcher import Batcher
+        from kyklos.serving.server import ChampionWatcher
+
+        if model is None:
+            from kyklos.serving.model import load_version
+
+            model = await asyncio.to_thread(load_version, self.project, "champion")
+        logs = self.project.state_dir / "logs"
+        self.predictions = await asyncio.to_thread(
+            PredictionLogWriter, logs, features=[(f.name, f.kind) for f in model.features]
+        )
+        self.labels = await asyncio.to_thread(LabelLogWriter, logs)
+        self.swap(model)
+        self.batcher = Batcher(
+            self.current,
+            max_batch_rows=self.options.max_batch_rows,
+            max_wait_ms=self.options.max_wait_ms,
+        )
+        if self.options.watch:
+            self.watcher = ChampionWatcher(self, interval=self.options.poll_interval)
+            self.watcher.start()
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+        if self.batcher is not None:
+            await self.batcher.close()
+        for writer in (self.predictions, self.labels):
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+
+def create_app(
+    project: Project,
+    *,
+    options: ServeOptions | None = None,
+    model: LoadedModel | None = None,
+) -> FastAPI:
+    """The serving app of ``project``; serves ``model`` (default: load the champion at start)."""
+    from kyklos import __version__
+
+    opts = options or ServeOptions()
+    state = ServingState(project, opts)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await state.start(model)
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(
+        title=f"kyklos · {project.registered_model}",
+        version=__version__,
+        description=(
+            "Predictions of the project's champion model. Errors are "
+            '`{"error": {"message", "field", "expected"}}` with a 4xx status.'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.serving = state
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(404, f"no route {request.url.path}", field="path")
+        if exc.status_code == 405:
+            allowed = exc.headers.get("Allow", "") if exc.headers else ""
+            return error_response(
+                405,
+                f"{request.method} is not allowed on {request.url.path}",
+                field="method",
+                expected=allowed or None,
+                headers=exc.headers,
+            )
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> Response:
+        return _error_for(exc)
+
+    @app.post("/predict", openapi_extra=_PREDICT_BODY, tags=["predict"])
+    async def predict(request: Request) -> Response:
+        """Predict named features: one row as an object, or many as rows or columns."""
+        return await _timed(state, "predict", request, _predict)
+
+    @app.post("/invocations", openapi_extra=_INVOCATIONS_BODY, tags=["predict"])
+    async def invocations(request: Request) -> Response:
+        """MLflow scoring protocol: dataframe_split, dataframe_records, instances, inputs, CSV."""
+        return await _timed(state, "invocations", request, _invocations)
+
+    @app.post("/feedback", openapi_extra=_FEEDBACK_BODY, tags=["feedback"])
+    async def feedback(request: Request) -> Response:
+        """Ground-truth labels of earlier predictions, joined by request id (and row).
+
+        Answers 200 when every label was accepted, 207 when some were not: ``results`` has one
+        entry per label with its own ``status`` (200 accepted, 404 unknown request id or row).
+        """
+        return await _timed(state, "feedback", request, _feedback)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> Response:
+        """Liveness: the process answers."""
+        return _json(200, {"status": "ok"})
+
+    @app.get("/ready", tags=["health"])
+    async def ready() -> Response:
+        """Readiness: a model is loaded and the prediction log is open."""
+        current = state.model
+        if current is None or state.predictions is None:
+            return error_response(503, "no model is loaded yet")
+        return _json(200, {"status": "ready", "model": current.name, "version": current.version})
+
+    @app.get("/model", tags=["health"])
+    async def model_info() -> Response:
+        """The version serving and its features."""
+        payload: dict[str, Any] = {"model": state.current().to_dict()}
+        watcher = state.watcher
+        if watcher is not None and watcher.last_error is not None:
+            payload["load_error"] = watcher.last_error
+        return _json(200, payload)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", tags=["admin"])
+    async def reload(request: Request) -> Response:
+        """Look at the champion alias now and swap if it moved (token when set)."""
+        denied = _denied(state, request)
+        if denied is not None:
+            return denied
+        if state.watcher is None:
+            return error_response(409, "the champion watcher is off in this server")
+        version = await state.watcher.check()
+        return _json(200, {"version": version, "load_error": state.watcher.last_error})
+
+    return app
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+Handler = Callable[["ServingState", Request, str, float], Awaitable[tuple[Response, int]]]
+
+
+async def _timed(
+    state: ServingState, endpoint: str, request: Request, handler: Handler
+) -> Response:
+    start = time.perf_counter()
+    model = state.model
+    rows = 0
+    try:
+        response, rows = await handler(state, request, endpoint, start)
+    except Exception as exc:
+        response = _error_for(exc)
+    name = model.name if model is not None else "-"
+    version = response.headers.get("x-model-version") or (
+        str(model.version) if model is not None else "-"
+    )
+    state.metrics.observe(
+        name, version, endpoint, response.status_code, time.perf_counter() - start
+    )
+    if rows:
+        state.metrics.rows.labels(name, endpoint).observe(rows)
+    return response
+
+
+async def _predict(
+    state: ServingState, request: Request, endpoint: str, start: float
+) -> tuple[Response, int]:
+    request_id = _request_id(request)
+    body = await read_body(request, state.options.max_body_bytes, protocols.JSON_TYPES)
+    parsed = protocols.parse_predict(protocols.loads(body))
+    model, prediction, score, version, n = await _answer(state, parsed, request_id, endpoint, start)
+    payload: dict[str, Any] = {
+        "predictions": _labels(model, prediction),
+        "model": model.name,
+        "version": version,
+        "request_id": request_id,
+    }
+    if score is not None and model.classes is not None and len(model.classes) == 2:
+        payload["scores"] = protocols.encode_values(score, integral=False)
+    headers = {"x-request-id": request_id, "x-model-version": str(version)}
+    return _json(200, payload, headers), n
+
+
+async def _invocations(
+    state: ServingState, request: Request, endpoint: str, start: float
+) -> tuple[Response, int]:
+    request_id = _request_id(request)
+    types = (*protocols.JSON_TYPES, *protocols.CSV_TYPES)
+    body = await read_body(request, state.options.max_body_bytes, types)
+    features = state.current().features
+    if _media_type(request) in protocols.CSV_TYPES:
+        parsed = protocols.parse_csv(body, features)
+    else:
+        parsed = protocols.parse_invocations(protocols.loads(body), features)
+    model, prediction, _, version, n = await _answer(state, parsed, request_id, endpoint, start)
+    headers = {"x-request-id": request_id, "x-model-version": str(version)}
+    return _json(200, {"predictions": _labels(model, prediction)}, headers), n
+
+
+async def _answer(
+    state: ServingState, parsed: Parsed, request_id: str, endpoint: str, start: float
+) -> tuple[LoadedModel, np.ndarray, np.ndarray | None, int, int]:
+    """Validate, predict through the batcher, log durably; the caller then answers."""
+    from kyklos.serving.validation import validate_columns, validate_records
+
+    model = state.current()
+    if parsed.records is not None:
+        columns, n = validate_records(model.features, parsed.records)
+    else:
+        columns, n = validate_columns(model.features, parsed.columns or {})
+    if n == 0:
+        raise RequestError("the request has no rows", field="rows", expected="at least one row")
+    batcher = state.batcher
+    writer = state.predictions
+    if batcher is None or writer is None:
+        raise ServingError("the server is starting", status=503)
+    prediction, score, version = await batcher.submit(columns, n)
+    record: dict[str, Any] = {
+        "request_id": request_id,
+        "model": model.name,
+        "version": version,
+        "arm": "champion",
+        "endpoint": endpoint,
+        "latency_ms": (time.perf_counter() - start) * 1000.0,
+        "prediction": prediction,
+        "score": score,
+    }
+    for feature in model.features:
+        record["f." + feature.name] = columns[feature.name]
+    await writer.append_async(record)
+    return model, prediction, score, version, n
+
+
+async def _feedback(
+    state: ServingState, request: Request, endpoint: str, start: float
+) -> tuple[Response, int]:
+    denied = _denied(state, request)
+    if denied is not None:
+        return denied, 0
+    body = await read_body(request, state.options.max_body_bytes, protocols.JSON_TYPES)
+    labels = _parse_labels(protocols.loads(body))
+    known = await asyncio.to_thread(_known_rows, state, [item[0] for item in labels])
+    results: list[dict[str, Any]] = []
+    accepted: list[tuple[str, int, float]] = []
+    for request_id, row, label in labels:
+        rows = known.get(request_id)
+        if rows is None:
+            results.append(
+                {"request_id": request_id, "row": row, "status": 404, "error": "unknown request id"}
+            )
+        elif row not in rows:
+            results.append(
+                {
+                    "request_id": request_id,
+                    "row": row,
+                    "status": 404,
+                    "error": f"request {request_id} has rows 0..{max(rows)}",
+                }
+            )
+        else:
+            accepted.append((request_id, row, label))
+            results.append({"request_id": request_id, "row": row, "status": 200})
+    if accepted and state.labels is not None:
+        await state.labels.append_async(
+            {
+                "request_id": [a[0] for a in accepted],
+                "row": np.array([a[1] for a in accepted], dtype=np.int32),
+                "label": np.array([a[2] for a in accepted], dtype=np.float64),
+            }
+        )
+    status = 200 if len(accepted) == len(labels) else 207
+    payload = {
+        "accepted": len(accepted),
+        "rejected": len(labels) - len(accepted),
+        "results": results,
+    }
+    return _json(status, payload), 0
+
+
+def _known_rows(state: ServingState, request_ids: Sequence[str]) -> dict[str, set[int]]:
+    from kyklos.data.predlog import PredictionLog
+
+    table = PredictionLog(state.project.state_dir / "logs").lookup(
+        request_ids, columns=("request_id", "row")
+    )
+    known: dict[str, set[int]] = {}
+    for rid, row in zip(
+        table.column("request_id").to_pylist(), table.column("row").to_pylist(), strict=True
+    ):
+        known.setdefault(rid, set()).add(int(row))
+    return known
+
+
+_FEEDBACK_SHAPE = '{"labels": [{"request_id": "...", "row": 0, "label": 1.0}, ...]}'
+
+
+def _parse_labels(payload: Any) -> list[tuple[str, int, float]]:
+    items = payload.get("labels") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        raise RequestError(
+            "the body has no 'labels' list", field="labels", expected=_FEEDBACK_SHAPE
+        )
+    out: list[tuple[str, int, float]] = []
+    for i, item in enumerate(items):
+        where = f"labels[{i}]"
+        if not isinstance(item, dict):
+            raise RequestError(f"{where} is not an object", field=where, expected=_FEEDBACK_SHAPE)
+        rid = item.get("request_id")
+        if not isinstance(rid, str) or not rid:
+            raise RequestError(
+                f"{where}.request_id is missing or not a string",
+                field=f"{where}.request_id",
+                expected="the request_id a prediction answered with",
+            )
+        row = item.get("row", 0)
+        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+            raise RequestError(
+                f"{where}.row = {row!r}", field=f"{where}.row", expected="an integer >= 0"
+            )
+        label = item.get("label")
+        if isinstance(label, bool):
+            label = int(label)
+        if not isinstance(label, int | float) or not np.isfinite(label):
+            raise RequestError(
+                f"{where}.label = {label!r}",
+                field=f"{where}.label",
+                expected="a finite number (class labels as numbers)",
+            )
+        out.append((rid, row, float(label)))
+    return out
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int, media_types: Sequence[str]) -> bytes:
+    """The body, refused with 415 for another content type and 413 beyond ``limit`` bytes
+    (checked on Content-Length first, then on the bytes actually read)."""
+    media = _media_type(request)
+    if media and media not in media_types:
+        raise RequestError(
+            f"content type {media!r} is not accepted here",
+            field="Content-Type",
+            status=415,
+            expected=" or ".join(media_types),
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise RequestError(
+                f"Content-Length {declared!r} is not a number",
+                field="Content-Length",
+                status=400,
+                expected="a byte count",
+            ) from None
+        if size > limit:
+            raise _too_large(size, limit)
+        return await request.body()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        f"the body has {'at least ' if size else ''}{size} bytes, more than the limit of {limit}",
+        field="body",
+        status=413,
+        expected=f"at most {limit} bytes; split the rows over several requests",
+    )
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given is None:
+        return uuid.uuid4().hex
+    if not _REQUEST_ID.match(given):
+        raise RequestError(
+            "the X-Request-ID header is not a usable id",
+            field="X-Request-ID",
+            status=400,
+            expected="1-128 characters of letters, digits, '.', '_', ':' or '-'",
+        )
+    return given
+
+
+def _denied(state: ServingState, request: Request) -> Response | None:
+    reason = check_bearer(request.headers.get("authorization"), state.options.token)
+    if reason is None:
+        return None
+    return error_response(
+        401, reason, field="Authorization", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _labels(model: LoadedModel, prediction: np.ndarray) -> list[Any]:
+    classes = model.classes
+    if classes is None:
+        return protocols.encode_values(prediction, integral=False)
+    if all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
+        return protocols.encode_values(
+            prediction, integral=all(float(c).is_integer() for c in classes)
+        )
+    return [classes[int(i)] for i in prediction]  # string labels: predictions are indices
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(protocols.dumps(payload), status_code=status, media_type=_JSON, headers=headers)
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    field: str | None = None,
+    expected: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The one error body: ``{"error": {"message", "field", "expected"?}}``."""
+    error: dict[str, Any] = {"message": message, "field": field}
+    if expected:
+        error["expected"] = expected
+    return _json(status, {"error": error}, headers)
+
+
+def _error_for(exc: Exception) -> Response:
+    """Map an exception to its response: the one place errors become statuses."""
+    if isinstance(exc, ServingError):
+        status = exc.status if 400 <= exc.status < 600 else 400
+        if status >= 500:
+            log.error("serving failed: %s", exc)
+        return error_response(
+            status, str(exc), field=exc.field, expected=getattr(exc, "expected", None)
+        )
+    if isinstance(exc, NotFoundError):
+        return error_response(404, str(exc))
+    if isinstance(exc, KyklosError):
+        log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return error_response(503, f"{type(exc).__name__}: {exc}")
+    log.exception("internal error")
+    return error_response(500, f"internal error: {type(exc).__name__}")

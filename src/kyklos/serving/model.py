@@ -1,0 +1,313 @@
+"""A registered model version, loaded for serving: its features and a fast ``predict``.
+
+:func:`load_version` resolves a reference (``"champion"``, ``3``, ``"v3"``, ``"latest"``) in
+the project's registry, locates the version's files through the registry's tracker, refuses them
+when their digest differs from the hash recorded at registration, and unpickles the scikit-learn
+``Pipeline`` directly from the local folder (cloudpickle, as it was saved; never through a
+``models:/`` URI, which MLflow resolves through its process-wide tracking URI, and without
+importing MLflow when the model is pickled).
+
+:meth:`LoadedModel.predict` is the hot path: numpy columns in (numeric ``float64`` with NaN for
+missing, categorical ``object`` with None for missing), numpy out. The fitted
+``ColumnTransformer`` selects columns by name, so one pandas DataFrame is built per call, with
+``copy=False``, in the order the pipeline was fitted with. Classifiers answer with one
+``predict_proba`` call; the label follows from the score and the project's decision threshold
+(``evaluate.threshold``), exactly as the evaluation computed it.
+
+Measured on the flights model (HistGradientBoosting, 22 features, 2 cores under load from other
+processes): building the DataFrame costs ~0.1-0.25 ms per call whatever the batch size; the
+model itself ~2.4 ms for 1 row and ~4 ms for 1,000 rows. Batching, not the frame, is what pays.
+
+Predictions run with one OpenMP/BLAS thread: scikit-learn's OpenMP threads fight the server
+(and each other) for the cores. The limit is set once per calling thread (threadpoolctl costs
+~3 ms per call as a context manager, more than a prediction).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from kyklos.errors import ServingError
+
+if TYPE_CHECKING:
+    from kyklos.config import Project
+    from kyklos.registry import ModelVersion
+
+__all__ = ["FeatureSpec", "LoadedModel", "load_version"]
+
+FeatureKind = Literal["numeric", "categorical"]
+
+_thread_state = threading.local()
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One input feature of a model version.
+
+    ``nullable`` is True when the training data had missing values in the column (or when
+    kyklos cannot tell); ``categories`` are the categories the fitted encoder knows (None for
+    numeric features, or when they are not known).
+    """
+
+    name: str
+    kind: FeatureKind
+    nullable: bool
+    categories: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "nullable": self.nullable,
+            "categories": list(self.categories) if self.categories is not None else None,
+        }
+
+
+class LoadedModel:
+    """A model version ready to predict: name, version, task, features, classes, hash."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: int,
+        task: str,
+        features: Sequence[FeatureSpec],
+        model: Any,
+        model_hash: str,
+        threshold: float = 0.5,
+    ) -> None:
+        self.name = name
+        self.version = int(version)
+        self.task = task
+        self.features: tuple[FeatureSpec, ...] = tuple(features)
+        self.model_hash = model_hash
+        self.threshold = float(threshold)
+        self._model = model
+        fitted = getattr(model, "feature_names_in_", None)
+        self._order: tuple[str, ...] = (
+            tuple(str(n) for n in fitted)
+            if fitted is not None
+            else tuple(f.name for f in self.features)
+        )
+        classes = getattr(model, "classes_", None) if task == "classification" else None
+        self.classes: tuple[Any, ...] | None = (
+            tuple(c.item() if hasattr(c, "item") else c for c in classes)
+            if classes is not None
+            else None
+        )
+        self._proba = self.classes is not None and hasattr(model, "predict_proba")
+        self._numeric_classes: np.ndarray | None = None
+        if self.classes is not None:
+            try:
+                self._numeric_classes = np.asarray(self.classes, dtype=np.float64)
+            except (TypeError, ValueError):
+                self._numeric_classes = None  # string labels: predictions are class indices
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.name!r}, v{self.version}, {self.task}, {len(self.features)} features)"
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "task": self.task,
+            "model_hash": self.model_hash,
+            "threshold": self.threshold,
+            "classes": list(self.classes) if self.classes is not None else None,
+            "features": [f.to_dict() for f in self.features],
+        }
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(prediction, score)`` for validated numpy columns (one array per feature).
+
+        ``prediction`` is float64: the class label for a classifier with numeric labels (the
+        index into :attr:`classes` when labels are strings), the value for a regressor.
+        ``score`` is the positive-class probability of a binary classifier, the top class's
+        probability of a multiclass one, and None for a regressor.
+        """
+        import pandas as pd
+
+        _limit_threads()
+        try:
+            frame = pd.DataFrame({name: columns[name] for name in self._order}, copy=False)
+        except KeyError as exc:
+            raise ServingError(
+                f"feature {exc.args[0]!r} is missing from the input of {self.name} v{self.version}",
+                field=str(exc.args[0]),
+                status=422,
+            ) from exc
+        if not self._proba:
+            return np.asarray(self._model.predict(frame), dtype=np.float64), None
+        proba = np.asarray(self._model.predict_proba(frame), dtype=np.float64)
+        if proba.shape[1] == 2:
+            score = np.ascontiguousarray(proba[:, 1])
+            index = (score >= self.threshold).astype(np.intp)
+        else:
+            index = proba.argmax(axis=1)
+            score = proba[np.arange(proba.shape[0]), index]
+        if self._numeric_classes is not None:
+            return self._numeric_classes[index], score
+        return index.astype(np.float64), score
+
+
+def _limit_threads() -> None:
+    """One OpenMP/BLAS thread for predictions made on this thread (set once per thread)."""
+    if getattr(_thread_state, "limited", False):
+        return
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    threadpool_limits(limits=1)
+    _thread_state.limited = True
+
+
+# -- loading --------------------------------------------------------------------------------------
+def load_version(project: Project, ref: str | int = "champion") -> LoadedModel:
+    """Load the model version ``ref`` of ``project`` for serving.
+
+    Raises :class:`~kyklos.errors.NotFoundError` when ``ref`` names no version, and
+    :class:`~kyklos.errors.ServingError` (status 409) when the version's files changed since it
+    was registered, or (status 500) when they cannot be read.
+    """
+    from kyklos.registry import ModelRegistry, directory_digest
+
+    registry = ModelRegistry.for_project(project)
+    version = registry.get(ref)
+    with registry.tracker.model_files(version.model_uri) as folder:
+        found = directory_digest(folder)
+        if found != version.model_hash:
+            raise ServingError(
+                f"model artifact of v{version.version} changed since registration: recorded "
+                f"{version.model_hash}, found {found} (in {folder}). Refusing to load it. "
+                "Hint: restore the original files, or retrain and register a new version",
+                field="model_hash",
+                status=409,
+            )
+        model = _unpickle(folder, version.version)
+    task = _task_of(version, model)
+    features = feature_specs(version, model)
+    return LoadedModel(
+        name=version.model_name,
+        version=version.version,
+        task=task,
+        features=features,
+        model=model,
+        model_hash=version.model_hash,
+        threshold=project.config.evaluate.threshold,
+    )
+
+
+def _unpickle(folder: Path, version: int) -> Any:
+    """The scikit-learn model saved in an MLflow model folder."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ServingError(
+            f"model v{version}: cannot read {folder / 'MLmodel'}: {exc}", status=500
+        ) from exc
+    flavour = (meta.get("flavors") or {}).get("sklearn") or {}
+    fmt = flavour.get("serialization_format", "cloudpickle")
+    pickled = flavour.get("pickled_model")
+    if pickled and fmt in {"cloudpickle", "pickle"}:
+        import cloudpickle  # type: ignore[import-untyped]
+
+        try:
+            with (folder / str(pickled)).open("rb") as fh:
+                return cloudpickle.load(fh)
+        except Exception as exc:
+            raise ServingError(
+                f"model v{version}: cannot unpickle {folder / str(pickled)}: "
+                f"{type(exc).__name__}: {exc}. Hint: the model needs the package versions it "
+                "was trained with (see requirements.txt next to it)",
+                status=500,
+            ) from exc
+    try:  # other formats (skops, ...): MLflow's own loader, from the local folder
+        from kyklos.registry.tracking import _mlflow
+
+        return _mlflow(flavour=True).sklearn.load_model(str(folder))
+    except Exception as exc:
+        raise ServingError(
+            f"model v{version}: MLflow cannot load {folder}: {type(exc).__name__}: {exc}",
+            status=500,
+        ) from exc
+
+
+def _task_of(version: ModelVersion, model: Any) -> str:
+    task = (version.signature or {}).get("task")
+    if task in {"classification", "regression"}:
+        return str(task)
+    return "classification" if hasattr(model, "classes_") else "regression"
+
+
+def feature_specs(version: ModelVersion, model: Any) -> tuple[FeatureSpec, ...]:
+    """The features of ``version``: names from its signature (else the fitted pipeline), kinds
+    and nullability from its reference profile, categories from the fitted encoder."""
+    fitted = getattr(model, "feature_names_in_", None)
+    names = [str(n) for n in (version.signature or {}).get("features") or []]
+    if not names and fitted is not None:
+        names = [str(n) for n in fitted]
+    if not names:
+        raise ServingError(
+            f"model v{version.version} records no feature names (no signature, and the model "
+            "was not fitted on named columns). Hint: retrain it with `kyklos run`",
+            status=500,
+        )
+    profiled: dict[str, Mapping[str, Any]] = {}
+    profile = version.profile or {}
+    for column in (profile.get("features") or {}).get("columns") or []:
+        if isinstance(column, Mapping) and "name" in column:
+            profiled[str(column["name"])] = column
+    transformer_kinds, encoder_categories = _pipeline_columns(model)
+    specs = []
+    for name in names:
+        column = profiled.get(name)
+        kind: FeatureKind
+        if column is not None:
+            kind = "categorical" if column.get("kind") == "categorical" else "numeric"
+        else:
+            kind = transformer_kinds.get(name, "numeric")
+        nullable = bool(column.get("missing", 1)) if column is not None else True
+        categories: tuple[str, ...] | None = None
+        if kind == "categorical":
+            categories = encoder_categories.get(name)
+            if categories is None and column is not None and not column.get("other"):
+                frequencies = column.get("frequencies") or {}
+                categories = tuple(sorted(str(k) for k in frequencies)) or None
+        specs.append(FeatureSpec(name=name, kind=kind, nullable=nullable, categories=categories))
+    return tuple(specs)
+
+
+def _pipeline_columns(model: Any) -> tuple[dict[str, FeatureKind], dict[str, tuple[str, ...]]]:
+    """Kinds (``num``/``cat`` transformers) and encoder categories of kyklos's fitted
+    ``Pipeline([("preprocess", ColumnTransformer), ...])``; empty for other models."""
+    kinds: dict[str, FeatureKind] = {}
+    categories: dict[str, tuple[str, ...]] = {}
+    steps = getattr(model, "named_steps", None) or {}
+    transformer = steps.get("preprocess") if isinstance(steps, Mapping) else None
+    for entry in getattr(transformer, "transformers_", None) or []:
+        label, inner, cols = entry
+        if not isinstance(cols, list | tuple) or label not in {"num", "cat"}:
+            continue
+        for col in cols:
+            kinds[str(col)] = "categorical" if label == "cat" else "numeric"
+        encoder = getattr(inner, "named_steps", {}).get("encode") if label == "cat" else None
+        known = getattr(encoder, "categories_", None)
+        if known is None or len(known) != len(cols):
+            continue
+        for col, values in zip(cols, known, strict=True):
+            categories[str(col)] = tuple(
+                str(v) for v in values if isinstance(v, str) and v != "__missing__"
+            )
+    return kinds, categories

@@ -1,0 +1,197 @@
+"""Running the app: the uvicorn server, and the champion watcher that hot-swaps the model.
+
+:class:`ChampionWatcher` polls the ``champion`` alias (one indexed SELECT on kyklos's
+``aliases`` table) every ``interval`` seconds. When it moves (promotion or rollback), the new
+version is loaded in a worker thread, off the event loop, and swapped in with one reference
+assignment: requests in flight finish on the version they started with, new batches use the
+new one. A version that fails to load leaves the old one serving; the failure is recorded as a
+``serving.load_failed`` event, logged, and shown by the ``kyklos_model_load_failing`` gauge. It is
+retried only when the alias moves again (or on ``POST /admin/reload``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+from kyklos.errors import KyklosError
+
+if TYPE_CHECKING:
+    from kyklos.serving.app import ServingState
+
+__all__ = ["ChampionWatcher", "bind_socket", "run_server"]
+
+log = logging.getLogger("kyklos.serving")
+
+_ACTOR = "kyklos serve"
+
+
+class ChampionWatcher:
+    """Polls the champion alias and swaps the serving model when it moves (see module doc)."""
+
+    def __init__(self, state: ServingState, *, interval: float = 0.5) -> None:
+        self.state = state
+        self.interval = interval
+        self.last_error: str | None = None
+        self._failed: int | None = None  # the version that failed to load (not retried)
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="champion-watcher")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check(retry=False)
+            except Exception as exc:  # the watcher never dies; the old model keeps serving
+                log.warning("champion watcher: %s: %s", type(exc).__name__, exc)
+
+    async def check(self, *, retry: bool = True) -> int | None:
+        """Read the alias; load and swap when it names another version. Returns the version
+        serving afterwards."""
+        async with self._lock:
+            current = self.state.model
+            target = await asyncio.to_thread(self._champion_version)
+            if target is None or (current is not None and target == current.version):
+                self._clear_failure()
+                return current.version if current is not None else None
+            if target == self._failed and not retry:
+                return current.version if current is not None else None
+            await self._load(target)
+            model = self.state.model
+            return model.version if model is not None else None
+
+    def _champion_version(self) -> int | None:
+        from sqlalchemy import select
+
+        from kyklos.store import open_db
+        from kyklos.store.schema import aliases
+
+        project = self.state.project
+        with open_db(project.db_url).read() as conn:
+            row = conn.execute(
+                select(aliases.c.version).where(
+                    aliases.c.model_name == project.registered_model,
+                    aliases.c.alias == "champion",
+                )
+            ).first()
+        return int(row.version) if row is not None and row.version is not None else None
+
+    async def _load(self, version: int) -> None:
+        from kyklos.serving.model import load_version
+
+        metrics = self.state.metrics
+        project = self.state.project
+        previous = self.state.model
+        try:
+            model = await asyncio.to_thread(load_version, project, version)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            self._failed = version
+            self.last_error = f"v{version}: {reason}"
+            metrics.load_failures.labels(project.registered_model, str(version)).inc()
+            metrics.load_failing.set(1)
+            kept = f"v{previous.version}" if previous is not None else "nothing"
+            log.error("cannot load v%s (kept %s serving): %s", version, kept, reason)
+            await asyncio.to_thread(
+                self._event,
+                "serving.load_failed",
+                version,
+                f"cannot load v{version}; {kept} keeps serving: {reason}",
+                {"version": version, "kept": previous.version if previous else None},
+            )
+            return
+        self.state.swap(model)
+        self._clear_failure()
+        old = previous.version if previous is not None else None
+        log.info("now serving v%s (was v%s)", model.version, old)
+        await asyncio.to_thread(
+            self._event,
+            "serving.swapped",
+            model.version,
+            f"serving v{model.version} (was v{old})",
+            {"version": model.version, "previous": old},
+        )
+
+    def _clear_failure(self) -> None:
+        if self._failed is not None or self.last_error is not None:
+            self._failed = None
+            self.last_error = None
+            self.state.metrics.load_failing.set(0)
+
+    def _event(self, kind: str, version: int, message: str, payload: dict[str, Any]) -> None:
+        from sqlalchemy import insert
+
+        from kyklos.store import open_db
+        from kyklos.store.schema import events
+
+        project = self.state.project
+        try:
+            with open_db(project.db_url).write() as conn:
+                conn.execute(
+                    insert(events).values(
+                        at=dt.datetime.now(dt.UTC),
+                        project=project.name,
+                        kind=kind,
+                        subject=f"{project.registered_model} v{version}",
+                        actor=_ACTOR,
+                        message=message,
+                        payload={"model_name": project.registered_model, **payload},
+                    )
+                )
+        except Exception as exc:  # an audit write must not stop serving
+            log.warning("cannot record the %s event: %s", kind, exc)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: an ephemeral one), or a one-line error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise KyklosError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}. "
+            "Hint: pick another port with --port (or serve.port in kyklos.yaml)"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(app: Any, sock: socket.socket, *, log_level: str = "warning") -> None:
+    """Serve ``app`` with uvicorn on ``sock`` until SIGINT/SIGTERM (graceful: in-flight requests
+    finish, the prediction log is sealed)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,  # headers (and tokens) never reach the log
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    if not logging.getLogger("kyklos").handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("kyklos").addHandler(handler)
+        logging.getLogger("kyklos").setLevel(logging.INFO)
+    server.run(sockets=[sock])

@@ -1,0 +1,45 @@
+"""One scaffolded, trained flights project for the serving-core tests (trained once per session)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import kyklos
+
+
+@pytest.fixture(scope="session")
+def served_project(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path) -> Path:
+    """A project with one registered champion (v1), trained on 6,000 flights. Do not change it
+    (a test that must, restores it)."""
+    root = tmp_path_factory.mktemp("serving") / "p"
+    kyklos.init_project(root, rows=6000)
+    (root / ".kyklos").mkdir(exist_ok=True)
+    shutil.copyfile(_mlflow_template, root / ".kyklos" / "mlflow.db")
+    kyklos.run(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def loaded(served_project: Path) -> Any:
+    from kyklos.config import load_project
+    from kyklos.serving.model import load_version
+
+    return load_version(load_project(served_project), "champion")
+
+
+@pytest.fixture(scope="session")
+def feature_frame(served_project: Path) -> Any:
+    """The project's data after its user steps (the model's input features and more)."""
+    import pandas as pd
+
+    from kyklos.config import load_project
+    from kyklos.serving.batch import user_steps
+
+    frame = pd.read_parquet(served_project / "data" / "flights.parquet")
+    for fn in user_steps(load_project(served_project)):
+        frame = fn(frame)
+    return frame

@@ -40,9 +40,10 @@ class Server:
     proc: subprocess.Popen[str]
     url: str
     root: Path
+    banner: str = ""
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=20, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 20, **kwargs})
 
     def stop(self, sig: int = signal.SIGTERM) -> str:
         """Stop the server; returns what it wrote on stderr."""
@@ -77,7 +78,7 @@ def start_server(
         proc.kill()
         _, rest = proc.communicate()
         raise AssertionError(f"kyklos serve did not start: {line}{rest}")
-    server = Server(proc, match.group(1), root)
+    server = Server(proc, match.group(1), root, line)
     if wait:
         deadline = time.monotonic() + 60
         with server.client() as client:
@@ -110,4 +111,3 @@ def row(server: Server) -> dict[str, Any]:
         f["name"]: 1.0 if f["kind"] == "numeric" else (f["categories"] or ["x"])[0]
         for f in features
     }
-

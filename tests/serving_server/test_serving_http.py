@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import pytest
 
 from kyklos.data.predlog import PredictionLog
 
-from .conftest import Server, start_server
+from .conftest import KYKLOS, Server, start_server
 
 JSON = {"content-type": "application/json"}
 
@@ -94,10 +97,11 @@ def test_health_ready_docs_and_metrics(server: Server, row: dict[str, Any]) -> N
     assert metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
     assert (
-        'kyklos_requests_total{endpoint="predict",model="flights",status="200",version="1"}'
-        in text
+        'kyklos_requests_total{endpoint="predict",model="flights",status="200",version="1"}' in text
     )
-    assert 'kyklos_requests_total{endpoint="predict",model="flights",status="400",version="1"}' in text
+    assert (
+        'kyklos_requests_total{endpoint="predict",model="flights",status="400",version="1"}' in text
+    )
     assert "kyklos_request_duration_seconds_bucket{" in text
     for name in ("kyklos_queue_depth", "kyklos_batches_total", "kyklos_prediction_log_lag_rows"):
         assert f"\n{name} " in text, name
@@ -239,21 +243,69 @@ def test_acknowledged_predictions_survive_sigkill(trained: Path, row: dict[str, 
                         acknowledged.append(response.json()["request_id"])
 
     threads = [threading.Thread(target=fire) for _ in range(8)]
-    for t in threads:
-        t.start()
-    while True:  # wait for some load, then kill the server in the middle of it
-        with lock:
-            if len(acknowledged) >= 300:
-                break
-        threading.Event().wait(0.01)
-    srv.proc.send_signal(signal.SIGKILL)
-    srv.proc.wait()
-    stop.set()
-    for t in threads:
-        t.join()
-    srv.stop()
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # some load first, then kill the server amid it
+            with lock:
+                if len(acknowledged) >= 300:
+                    break
+            time.sleep(0.01)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        srv.stop()
     with lock:
         ids = list(acknowledged)
-    logged = _logged(trained, ids)
     assert len(ids) >= 300
+    logged = _logged(trained, ids)
     assert set(ids) <= logged, f"{len(set(ids) - logged)} acknowledged predictions were lost"
+
+
+def test_non_loopback_without_token_refuses_to_start(trained: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KYKLOS_TOKEN"}
+    done = subprocess.run(
+        [KYKLOS, "serve", "--host", "0.0.0.0", "--port", "0"],
+        cwd=trained,
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=60,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refusing to serve on 0.0.0.0 without a token" in lines[0]
+
+
+def test_token_guards_feedback_and_admin(
+    trained: Path, row: dict[str, Any], tmp_path: Path
+) -> None:
+    secret = "s3cret-token-" + "x" * 20
+    token_file = tmp_path / "token"
+    token_file.write_text(secret + "\n")
+    srv = start_server(trained, "--host", "0.0.0.0", "--token-file", str(token_file))
+    try:
+        with srv.client() as client:
+            rid = client.post("/predict", json=row).json()["request_id"]  # open to all
+            body = {"labels": [{"request_id": rid, "label": 1}]}
+            bare = client.post("/feedback", json=body)
+            wrong = client.post("/feedback", json=body, headers={"Authorization": "Bearer nope"})
+            good = client.post(
+                "/feedback", json=body, headers={"Authorization": f"Bearer {secret}"}
+            )
+            admin = client.post("/admin/reload")
+            admin_ok = client.post("/admin/reload", headers={"Authorization": f"Bearer {secret}"})
+    finally:
+        err = srv.stop()
+    assert bare.status_code == 401 and bare.json()["error"]["field"] == "Authorization"
+    assert bare.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 401
+    assert good.status_code == 200, good.text
+    assert admin.status_code == 401
+    assert admin_ok.status_code == 200 and admin_ok.json()["version"] == 1
+    assert "token required" in srv.banner
+    assert secret not in srv.banner + err

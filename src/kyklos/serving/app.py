@@ -295,7 +295,7 @@ def create_app(
     model: LoadedModel | None = None,
 ) -> FastAPI:
     """The serving app of ``project``; serves ``model`` (default: load the champion at start)."""
-    from kyklos import __version__
+    from kyklos._version import __version__
 
     opts = options or ServeOptions()
     state = ServingState(project, opts)

@@ -165,7 +165,7 @@ def _limit_threads() -> None:
     """One OpenMP/BLAS thread for predictions made on this thread (set once per thread)."""
     if getattr(_thread_state, "limited", False):
         return
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
     _thread_state.limited = True
@@ -221,7 +221,7 @@ def _unpickle(folder: Path, version: int) -> Any:
     fmt = flavour.get("serialization_format", "cloudpickle")
     pickled = flavour.get("pickled_model")
     if pickled and fmt in {"cloudpickle", "pickle"}:
-        import cloudpickle  # type: ignore[import-untyped]
+        import cloudpickle
 
         try:
             with (folder / str(pickled)).open("rb") as fh:

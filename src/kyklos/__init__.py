@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from kyklos.api.models import alias_history, models_list, models_show, promote, rollback
     from kyklos.api.monitor import monitor_check, monitor_run, monitor_show
     from kyklos.api.pipeline import reproduce, run
+    from kyklos.api.predict import predict_file
+    from kyklos.api.serve import serve
     from kyklos.api.project import validate_project
     from kyklos.config import Project, load_project
     from kyklos.errors import KyklosError
@@ -45,10 +47,12 @@ __all__ = [
     "monitor_check",
     "monitor_run",
     "monitor_show",
+    "predict_file",
     "promote",
     "reproduce",
     "rollback",
     "run",
+    "serve",
     "step",
     "validate_project",
 ]
@@ -71,9 +75,11 @@ _LAZY = {
     "monitor_run": "kyklos.api.monitor",
     "monitor_show": "kyklos.api.monitor",
     "promote": "kyklos.api.models",
+    "predict_file": "kyklos.api.predict",
     "reproduce": "kyklos.api.pipeline",
     "rollback": "kyklos.api.models",
     "run": "kyklos.api.pipeline",
+    "serve": "kyklos.api.serve",
     "step": "kyklos.pipeline.step",
     "validate_project": "kyklos.api.project",
 }

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kyklos.monitoring.store import MonitorStore, StoredResult
     from kyklos.registry import ModelRegistry, ModelVersion
 
-__all__ = ["monitor_check", "monitor_run", "monitor_show", "report_path"]
+__all__ = ["monitor_check", "monitor_rules", "monitor_run", "monitor_show", "report_path"]
 
 ProjectRef = str | Path | Project | None
 
@@ -147,6 +147,20 @@ def monitor_check(
 
         write_report(result, report)
     return result
+
+
+def monitor_rules(project: ProjectRef = None, *, output: str | Path | None = None) -> str:
+    """Prometheus alert rules for the project's ``monitor.alerts`` (YAML text; written
+    atomically to ``output`` when given), over the gauges that ``/metrics`` exports."""
+    from kyklos.monitoring.prometheus_rules import prometheus_rules
+    from kyklos.store import ArtifactStore
+
+    loaded = _project(project)
+    text = prometheus_rules(loaded.config.monitor.alerts, model=loaded.registered_model)
+    if output is not None:
+        target = Path(output).resolve()
+        ArtifactStore(str(target.parent)).put_bytes(target.name, text.encode())
+    return text
 
 
 def report_path(folder: str | Path, stored: StoredResult) -> Path:

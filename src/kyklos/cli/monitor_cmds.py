@@ -168,6 +168,22 @@ def check(
 
 
 # -- rendering ----------------------------------------------------------------------------------
+@app.command("rules")
+def rules(
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="write the rules file here")
+    ] = None,
+) -> None:
+    """Prometheus alert rules generated from monitor.alerts (check with `promtool check rules`)."""
+    from kyklos.api.monitor import monitor_rules
+
+    text = monitor_rules(STATE.project, output=output)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {output} (check it with: promtool check rules {output})")
+
+
 def _print_check(result: Any, report: str | None) -> None:
     from kyklos.cli.render import console, table
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from kyklos.api.monitor import monitor_check, monitor_run, monitor_show
     from kyklos.api.pipeline import reproduce, run
     from kyklos.api.predict import predict_file
-    from kyklos.api.serve import serve
     from kyklos.api.project import validate_project
+    from kyklos.api.serve import serve
     from kyklos.config import Project, load_project
     from kyklos.errors import KyklosError
     from kyklos.pipeline.step import step

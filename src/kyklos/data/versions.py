@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import difflib
-import getpass
 import os
 import re
 import secrets
@@ -32,6 +31,7 @@ from sqlalchemy import Connection, RowMapping, select
 from sqlalchemy.exc import IntegrityError
 
 from kyklos._version import __version__
+from kyklos.config.actor import current_actor
 from kyklos.data.profile import TableProfile, profile_table
 from kyklos.data.schema import TableSchema, infer_schema
 from kyklos.data.table import DigestCache, canonicalize, content_digest, read_table
@@ -181,7 +181,7 @@ class DatasetStore:
             "digest": digest,
             "name": name,
             "created_at": dt.datetime.now(dt.UTC),
-            "created_by": _actor(),
+            "created_by": current_actor(),
             "source": source,
             "storage_uri": uri,
             "n_rows": canonical.num_rows,
@@ -457,13 +457,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _actor() -> str:
-    user = os.environ.get("KYKLOS_USER")
-    if user:
-        return user
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"

@@ -10,10 +10,7 @@ the result points at that run and model version, and neither MLflow nor scikit-l
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
 import hashlib
-import os
 import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -550,15 +547,3 @@ def _reused_outcome(
         tracking_uri=project.tracking_uri,
         predictions_digest=previous["predictions_digest"],
     )
-
-
-def actor() -> str:
-    """Who is acting: ``KYKLOS_ACTOR`` or the login name."""
-    try:
-        return os.environ.get("KYKLOS_ACTOR") or getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -18,12 +18,14 @@ from sqlalchemy import insert, update
 
 from kyklos._version import __version__
 from kyklos.config import Project
+from kyklos.config.actor import current_actor
 from kyklos.data.versions import DatasetVersion
 from kyklos.errors import KyklosError, PipelineError
 from kyklos.pipeline.runner import Node, RunResult
 from kyklos.registry.aliases import promote, set_alias
 from kyklos.registry.gate import evaluate_gates
 from kyklos.registry.models import ModelRegistry
+from kyklos.registry.provenance import run_context_tags
 from kyklos.registry.tracking import Tracker, environment, git_state
 from kyklos.store import ArtifactStore, open_db
 from kyklos.store.schema import run_inputs, runs
@@ -77,7 +79,7 @@ def track_run(
     ``started_at`` (epoch seconds) is when the pipeline began: the run's start time."""
     import numpy as np
 
-    from kyklos.pipeline.project import PipelineOutcome, actor
+    from kyklos.pipeline.project import PipelineOutcome
 
     config = project.config.model_dump(mode="json")
     evaluation: dict[str, Any] = result.output("evaluate")
@@ -99,15 +101,8 @@ def track_run(
         "kyklos.cache_key": final_key,
         "kyklos.seed": str(seed),
         "kyklos.predictions_digest": evaluation["predictions_digest"],
-        "mlflow.user": actor(),
-        "mlflow.source.name": "kyklos run",
-        "mlflow.source.type": "LOCAL",
+        **run_context_tags(git=git, source="kyklos run"),
     }
-    if git is not None and git.commit:
-        tags["mlflow.source.git.commit"] = git.commit
-        tags["kyklos.git.dirty"] = str(git.dirty).lower()
-        if git.branch:
-            tags["mlflow.source.git.branch"] = git.branch
     for name, code_hash in step_hashes.items():
         tags[f"kyklos.step.{name}"] = code_hash[:16]
     # unique per data + code + config (two runs on one dataset version differ in the key)
@@ -243,10 +238,8 @@ def _apply_policy(
     project: Project, registry: ModelRegistry, version: int, passed: bool, no_champion: bool
 ) -> str:
     """Apply ``registry.promote``: first → champion when none exists, else challenger."""
-    from kyklos.pipeline.project import actor
-
     policy = project.config.registry.promote
-    who = actor()
+    who = current_actor()
     if not passed:
         return "failed its gates: registered only (promote with --force and a reason)"
     if policy == "never":

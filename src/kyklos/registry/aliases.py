@@ -136,16 +136,7 @@ def promote(
             )
         forced = True
 
-    def decide(conn: Connection, current: int | None) -> int | None:
-        if (
-            alias == CHALLENGER
-            and _alias_version(conn, registry.model_name, CHAMPION) == target.version
-        ):
-            raise RegistryError(
-                f"v{target.version} is the champion of {registry.model_name!r}; a challenger "
-                "must be another version"
-            )
-        return target.version
+    decide = _moving_to(registry, alias, target.version)
 
     return _change(
         registry,
@@ -213,16 +204,7 @@ def set_alias(
         )
     target = registry.get(version_ref)
 
-    def decide(conn: Connection, current: int | None) -> int | None:
-        if (
-            alias == CHALLENGER
-            and _alias_version(conn, registry.model_name, CHAMPION) == target.version
-        ):
-            raise RegistryError(
-                f"v{target.version} is the champion of {registry.model_name!r}; a challenger "
-                "must be another version"
-            )
-        return target.version
+    decide = _moving_to(registry, alias, target.version)
 
     return _change(
         registry,
@@ -233,6 +215,23 @@ def set_alias(
         reason=reason.strip() or NO_REASON,
         forced=False,
     )
+
+
+def _moving_to(
+    registry: ModelRegistry, alias: str, version: int
+) -> Callable[[Connection, int | None], int | None]:
+    """The decision of promote/set_alias: move ``alias`` to ``version``, except that the
+    champion's version cannot also become the challenger."""
+
+    def decide(conn: Connection, current: int | None) -> int | None:
+        if alias == CHALLENGER and _alias_version(conn, registry.model_name, CHAMPION) == version:
+            raise RegistryError(
+                f"v{version} is the champion of {registry.model_name!r}; a challenger "
+                "must be another version"
+            )
+        return version
+
+    return decide
 
 
 def clear_alias(

@@ -7,7 +7,6 @@ and reported as absent otherwise.
 
 from __future__ import annotations
 
-import getpass
 import os
 import platform
 import shutil
@@ -17,6 +16,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from kyklos.config.actor import current_actor
 
 __all__ = [
     "ENVIRONMENT_PACKAGES",
@@ -119,19 +120,6 @@ def environment() -> dict[str, str]:
         if version is not None:
             env[name] = version
     return env
-
-
-def current_actor(actor: str | None = None) -> str:
-    """Who acts: ``actor`` if given, else ``$KYKLOS_ACTOR``, else the login name."""
-    if actor and actor.strip():
-        return actor.strip()
-    from_env = os.environ.get("KYKLOS_ACTOR", "").strip()
-    if from_env:
-        return from_env
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in some containers
-        return "unknown"
 
 
 def run_context_tags(

@@ -176,9 +176,11 @@ def test_check_against_a_model_version(project: Path, csv_files: dict[str, Path]
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["window"]["model_version"] == 1
-    # the model's step features are not in the file: each is a quality error
-    missing = {q["feature"] for q in data["quality"] if q["severity"] == "error"}
-    assert {"day_of_week", "is_weekend", "dep_hour_local"} <= missing
+    # the model's step features are not in the file, nor the columns the user step reads to
+    # add them: each is a quality error that says why
+    missing = {q["feature"]: q["detail"] for q in data["quality"] if q["severity"] == "error"}
+    assert {"day_of_week", "is_weekend", "dep_hour_local"} <= set(missing)
+    assert "user step 'add_features' could not run on summer.csv (KeyError" in missing["is_weekend"]
     assert data["verdict"] == "drift"
 
 

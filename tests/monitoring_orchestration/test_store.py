@@ -85,7 +85,7 @@ def test_migration_creates_exactly_the_schema_tables(
             if not (isinstance(change, list) and change[0][0] == "modify_comment")
         ]
         columns = {c["name"] for c in inspect(conn).get_columns("monitor_results")}
-    assert revision == HEAD_REVISION == "0002"
+    assert revision == HEAD_REVISION
     assert diff == []
     assert {"window_start", "window_end", "verdict", "share_drifted", "result"} <= columns
 

@@ -38,7 +38,8 @@ def reference() -> TableProfile:
                     [dt.datetime(2024, 1, 1) + dt.timedelta(minutes=i) for i in range(N)]
                 ),
             }
-        )
+        ),
+        top_k=50,
     )
 
 

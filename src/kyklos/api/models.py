@@ -13,10 +13,22 @@ from kyklos.config import Project, load_project
 
 if TYPE_CHECKING:
     from kyklos.registry import AliasChange, ModelRegistry, ModelVersion
+    from kyklos.serving.onnx_export import OnnxExport
 
-__all__ = ["alias_history", "models_list", "models_show", "promote", "rollback"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "alias_history",
+    "export_model",
+    "models_list",
+    "models_show",
+    "promote",
+    "rollback",
+]
 
 ProjectRef = str | Path | Project | None
+
+#: Formats ``kyklos models export`` writes.
+EXPORT_FORMATS = ("onnx",)
 
 
 def registry_for(project: ProjectRef = None) -> ModelRegistry:
@@ -75,3 +87,30 @@ def alias_history(
     if version is not None:
         changes = [c for c in changes if version in (c.from_version, c.to_version)]
     return changes
+
+
+def export_model(
+    ref: int | str,
+    *,
+    project: ProjectRef = None,
+    format: str = "onnx",
+    sample_rows: int | None = None,
+) -> OnnxExport:
+    """Export version ``ref`` (``3``, ``"v3"``, ``"champion"``...) to ``format`` (``onnx``).
+
+    The graph is checked against the scikit-learn model on ``sample_rows`` rows (default 2,000)
+    of the version's training data and stored next to the version only when they agree
+    (see :mod:`kyklos.serving.onnx_export`); ``kyklos serve`` then uses it with onnxruntime.
+    Needs ``pip install 'kyklos[onnx]'``.
+    """
+    from kyklos.errors import ConfigError
+    from kyklos.serving.onnx_export import DEFAULT_SAMPLE_ROWS, export_onnx
+
+    if format.lower() not in EXPORT_FORMATS:
+        raise ConfigError(
+            f"unknown export format {format!r}; choose from {', '.join(EXPORT_FORMATS)}"
+        )
+    loaded = project if isinstance(project, Project) else load_project(project)
+    return export_onnx(
+        loaded, ref, sample_rows=DEFAULT_SAMPLE_ROWS if sample_rows is None else sample_rows
+    )

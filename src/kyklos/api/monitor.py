@@ -107,8 +107,13 @@ def monitor_check(
     needed). For dataset and file references the columns both tables share are checked. A
     current table holding prediction-log columns (``f.<feature>``, ``score``, ``label``) is
     read as log records; otherwise ``score`` / ``prediction`` columns give prediction drift and,
-    with the project's target column, live performance. ``report`` writes the report (JSON
-    when it ends in ``.json``, else HTML). Nothing is stored.
+    with the project's target column, live performance. Against a model version, a raw table
+    that lacks some of the model's features first goes through the project's user steps
+    (``pipeline.steps`` after ``load`` and ``validate``, as in training and ``kyklos
+    predict``), so that the features those steps add are checked too; when a step cannot run
+    on it (the file lacks a column the step reads), the quality errors of the missing features
+    say so. ``report`` writes the report (JSON when it ends in ``.json``, else HTML). Nothing
+    is stored.
     """
     from kyklos.data.profile import profile_table
     from kyklos.data.table import canonicalize, read_table
@@ -117,6 +122,7 @@ def monitor_check(
     table = canonicalize(read_table(current))
     label = Path(current).name
     target: str | None = None
+    note: str | None = None  # why the user steps could not add the model's features
     if _is_table_path(reference):
         loaded = _optional_project(project)
         ref_table = canonicalize(read_table(reference))
@@ -137,11 +143,14 @@ def monitor_check(
             found = _registry(loaded).get(reference)
             monitor = _fitted(loaded, found)
             version_number = found.version
+            if not any(name.startswith(FEATURE_PREFIX) for name in table.column_names):
+                table, note = _with_step_features(loaded, table, monitor.features_, label)
     if any(name.startswith(FEATURE_PREFIX) for name in table.column_names):
         spec = replace(log_window_spec(table, label=label), model_version=version_number)
         result = monitor.check_log_window(table, window=spec)
     else:
         result = _check_plain(monitor, table, target, version_number, label)
+        result = _explain_missing(result, table, note)
     if report is not None:
         from kyklos.monitoring.report import write_report
 
@@ -265,6 +274,53 @@ def _check_plain(
     return monitor.check(
         table, predictions=predictions, y_true=y_true, y_pred=y_pred, y_score=y_score, window=window
     )
+
+
+def _with_step_features(
+    project: Project, table: Any, features: list[str], source: str
+) -> tuple[Any, str | None]:
+    """``(table, note)``: ``table`` after the project's user steps when it lacks some of the
+    model's ``features`` (a raw file, as the training data was before the steps), unchanged
+    otherwise. When a step cannot run on it (typically: the file lacks a column the step
+    reads), the table is checked as it is and ``note`` says why the step features are missing.
+    """
+    if all(name in table.column_names for name in features):
+        return table, None
+    import pyarrow as pa
+
+    from kyklos.errors import KyklosError
+    from kyklos.serving.batch import user_steps
+
+    steps = user_steps(project)
+    if not steps:
+        return table, None
+    frame = table.to_pandas()
+    for fn in steps:
+        name = getattr(getattr(fn, "func", fn), "__name__", "step")
+        try:
+            frame = fn(frame)
+        except KyklosError:
+            raise
+        except Exception as exc:
+            return table, (
+                f"user step {name!r} could not run on {source} ({type(exc).__name__}: {exc}); "
+                "it needs the columns the training data had before the steps"
+            )
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False), None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError) as exc:
+        return table, f"the user steps' output on {source} is not a table ({exc})"
+
+
+def _explain_missing(result: CheckResult, table: Any, note: str | None) -> CheckResult:
+    """``result`` with ``note`` added to the issues of the features ``table`` lacks."""
+    if note is None:
+        return result
+    issues = tuple(
+        replace(q, detail=f"{q.detail}: {note}") if q.feature not in table.column_names else q
+        for q in result.quality
+    )
+    return replace(result, quality=issues)
 
 
 def _floats(column: Any) -> Any:

@@ -16,6 +16,7 @@ from kyklos.cli import (
     data_cmds,
     init_cmd,
     logs_cmds,
+    loop_cmds,
     models_cmds,
     monitor_cmds,
     pipeline_cmds,
@@ -64,6 +65,7 @@ app.add_typer(models_cmds.app, name="models", help="Model versions, aliases, pro
 monitor_cmds.register(app)
 predict_cmd.register(app)
 serve_cmd.register(app)
+loop_cmds.register(app)
 
 
 def main() -> None:

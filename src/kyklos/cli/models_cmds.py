@@ -1,4 +1,4 @@
-"""``kyklos models ...``: list, show, promote, rollback, history."""
+"""``kyklos models ...``: list, show, promote, rollback, history, export."""
 
 from __future__ import annotations
 
@@ -142,7 +142,50 @@ def history(
     emit(changes, as_json=as_json, human=lambda _: _history_table(changes, title=None))
 
 
+@app.command("export")
+def export(
+    ref: Annotated[str, typer.Argument(help="version to export (3, v3, latest, champion)")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="export format: onnx")] = "onnx",
+    sample_rows: Annotated[
+        int,
+        typer.Option("--sample-rows", min=1, help="training rows the parity check runs on"),
+    ] = 2000,
+    as_json: Annotated[bool, _JSON] = False,
+) -> None:
+    """Export a version to ONNX, checked against scikit-learn on real rows (needs kyklos[onnx])."""
+    from kyklos.api.models import export_model
+    from kyklos.cli.render import emit
+
+    result = export_model(ref, project=STATE.project, format=fmt, sample_rows=sample_rows)
+    emit(result.to_dict(), as_json=as_json, human=lambda _: _print_export(result))
+
+
 # -- rendering ------------------------------------------------------------------------------
+def _print_export(result: Any) -> None:
+    from rich.markup import escape
+
+    from kyklos.cli.render import console
+
+    out = console()
+    parity = result.parity
+    tol = parity.tolerance
+    out.print(
+        f"[green]✓[/green] exported {escape(result.model_name)} v{result.version} to ONNX "
+        f"({result.onnx_bytes / 1024:,.0f} KiB, {result.seconds:.1f} s)"
+    )
+    out.print(f"  parity   {escape(parity.summary())}")
+    out.print(
+        f"           on rows of {escape(result.dataset_version_id)}; tolerance: agreement >= "
+        f"{tol.min_agreement:.2%}, max diff <= {tol.max_diff:g}, mean diff <= {tol.max_mean_diff:g}"
+    )
+    out.print(f"  model    {escape(result.onnx_uri)}")
+    out.print(f"  record   {escape(result.record_uri)}")
+    out.print(
+        f"[dim]next: kyklos serve (v{result.version} is served with onnxruntime when it is "
+        "champion; --runtime sklearn turns that off)[/dim]"
+    )
+
+
 def _print_change(change: Any) -> None:
     from kyklos.cli.render import console
 

@@ -36,8 +36,36 @@ def serve(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level: warning, info, debug")
     ] = "warning",
+    loop: Annotated[
+        bool, typer.Option("--loop", help="also run the closed-loop controller in this server")
+    ] = False,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            help="auto (onnxruntime when a checked ONNX export exists), sklearn, or onnx "
+            "(fail without one); default: serve.runtime",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="worker processes sharing the port (default: serve.workers, 1)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the champion model: POST /predict, /invocations, /feedback; GET /metrics, /docs."""
     from kyklos.api.serve import serve as _serve
 
-    _serve(STATE.project, host=host, port=port, token_file=token_file, log_level=log_level)
+    _serve(
+        STATE.project,
+        host=host,
+        port=port,
+        token_file=token_file,
+        log_level=log_level,
+        loop=loop,
+        runtime=runtime,
+        workers=workers,
+    )

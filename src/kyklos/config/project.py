@@ -182,12 +182,28 @@ class BatchingConfig(_Section):
     max_wait_ms: float = Field(2.0, ge=0.0)
 
 
+def _optional_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
 class RolloutConfig(_Section):
-    strategy: Literal["none", "shadow", "canary"] = "none"
-    fraction: float = Field(0.1, ge=0.0, le=1.0)
-    min_requests: int = Field(500, ge=0)
-    min_labelled: int = Field(0, ge=0)
-    duration: str | None = None
+    """How a challenger meets live traffic, and what it must show before promotion."""
+
+    strategy: Literal["none", "shadow", "canary"] = Field(
+        "none", description="none: promote on the offline gates alone"
+    )
+    fraction: float = Field(0.1, ge=0.0, le=1.0, description="canary share of requests")
+    min_requests: int = Field(500, ge=0, description="rows the challenger must have answered")
+    min_labelled: int = Field(0, ge=0, description="labelled rows needed on each arm")
+    duration: str | None = Field(None, description="minimum time the rollout runs")
+    metric: str | None = Field(None, description="compared live; default: monitor.performance")
+    max_drop: float = Field(
+        0.0, ge=0.0, description="how much worse than the champion the challenger may be"
+    )
+
+    _duration = field_validator("duration")(_optional_duration)
 
 
 class ServeConfig(_Section):
@@ -196,6 +212,11 @@ class ServeConfig(_Section):
     workers: int = Field(1, ge=1)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    runtime: Literal["auto", "sklearn", "onnx"] = Field(
+        "auto",
+        description="auto: onnxruntime when the version has a checked ONNX export, else "
+        "scikit-learn; onnx: fail without one; sklearn: never onnxruntime",
+    )
 
 
 class WindowConfig(_Section):
@@ -309,13 +330,45 @@ class MonitorConfig(_Section):
 
 
 class RetrainConfig(_Section):
+    """The closed loop's policy: what triggers a retrain, on which data, and how often."""
+
     on: list[Literal["drift", "prediction_drift", "performance", "schedule", "new_data"]] = Field(
-        default_factory=list
+        default_factory=list, description="triggers; empty: the loop only watches promotions"
     )
-    schedule: str | None = None
-    cooldown: str = "10m"
-    max_per_day: int = Field(4, ge=0)
-    data: Literal["all", "recent", "reference_and_recent"] = "reference_and_recent"
+    schedule: str | None = Field(None, description="cron expression (UTC) for 'schedule'")
+    cooldown: str = Field("10m", description="minimum time between two cycles")
+    max_per_day: int = Field(4, ge=0, description="retrain budget per 24 hours")
+    data: Literal["all", "recent", "reference_and_recent"] = Field(
+        "reference_and_recent",
+        description="all: every labelled logged row; recent: the last rows; "
+        "reference_and_recent: the champion's training data plus the recent rows",
+    )
+    recent_rows: int = Field(20000, ge=1, description="how many recent labelled rows")
+    recent_duration: str | None = Field(None, description="or: labelled rows of the last ...")
+    min_labelled: int = Field(200, ge=1, description="labelled recent rows needed to retrain")
+    approval: bool = Field(False, description="wait for `kyklos approve CYCLE` to promote")
+    rollback_margin: float = Field(
+        0.02, ge=0.0, description="roll back when the new champion is worse by more than this"
+    )
+    watch_labelled: int = Field(200, ge=1, description="labelled rows to judge a new champion")
+    watch_duration: str = Field("30m", description="how long a new champion is watched")
+    interval: str = Field("5s", description="time between ticks of `kyklos loop`")
+
+    _durations = field_validator("cooldown", "recent_duration", "watch_duration", "interval")(
+        _optional_duration
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(
+                    "expected a cron expression of 5 fields, e.g. '0 3 * * *' (03:00 UTC daily)"
+                )
+        return value
 
 
 class ProjectConfig(_Section):

@@ -111,12 +111,19 @@ class LogSchema:
     columns: tuple[Column, ...]
     length_from: str
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
-    _plan: tuple[tuple[Column, frozenset[type]], ...] = field(init=False, repr=False, compare=False)
+    _plan: tuple[tuple[str, Any, frozenset[type], Column], ...] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_names", frozenset(c.name for c in self.columns))
         plan = tuple(
-            (c, _FAST[c.kind] - {type(None)} if c.default is _REQUIRED else _FAST[c.kind])
+            (
+                c.name,
+                c.default,
+                _FAST[c.kind] - {type(None)} if c.default is _REQUIRED else _FAST[c.kind],
+                c,
+            )
             for c in self.columns
         )
         object.__setattr__(self, "_plan", plan)
@@ -150,9 +157,13 @@ class LogSchema:
         values: list[Any] = []
         scalar = rows == 1
         get = records.get
-        for column, fast in self._plan:
-            value = get(column.name, column.default)
+        ndarray = np.ndarray
+        for name, default, fast, column in self._plan:
+            value = get(name, default)
             kind = type(value)
+            if kind is ndarray and scalar and value.shape == (1,):
+                value = value.item()  # a one-row request's column: its Python value
+                kind = type(value)
             if kind in fast and (kind is not int or -_INT32 <= value < _INT32):
                 values.append(value)
                 continue

@@ -7,11 +7,22 @@ are binned on the reference's own bins:
 * numeric: the reference's fixed ``edges`` (``len(edges) + 1`` open bins, as
   :func:`~kyklos.data.profile.histogram_on`). Up to 128 edges the counts come from one
   vectorised comparison per edge (``count(x >= e)``, about 0.1 ms per million values, ten times
-  faster than ``np.searchsorted``), beyond from ``np.searchsorted`` + ``np.bincount``. NaN, ±inf
-  and nulls are missing, as in the profile. Arrow chunks are read in place (zero-copy for
+  faster than ``np.searchsorted``), beyond from ``np.searchsorted`` + ``np.bincount``. When the
+  reference profile records the sum of each bin's values, so does the window
+  (:func:`bin_numeric_sums`: the comparisons add up to a bin index, and one weighted
+  ``np.bincount`` sums the values per bin), for the Wasserstein distance on bin means. NaN,
+  ±inf and nulls are missing, as in the profile. Arrow chunks are read in place (zero-copy for
   integer and float columns without nulls, one float64 copy per chunk otherwise).
-* categorical and boolean: the reference's top-k categories plus one ``"__other__"`` slot
-  (every value outside them), counted with ``pyarrow.compute.value_counts``.
+* categorical and boolean: the reference's top-k categories (up to 1,000) plus one
+  ``"__other__"`` slot (every value outside them, including categories the reference never
+  saw), counted with ``pyarrow.compute.value_counts``. Before a statistic is computed, the
+  reference categories too rare to be measured in this window — fewer than 5 expected values
+  (reference share × the window's values; Cochran's rule for the chi-square test) — are
+  pooled with ``"__other__"`` (:func:`pool_rare_categories`). A long tail is thus compared
+  category by category in large windows and pooled in small ones, where its sampling noise
+  alone would look like drift (chi-square false alarms, a Jensen–Shannon distance above 0.1
+  between two samples of the same 1,000 categories). The pooled slot still carries drift
+  into the tail or to unseen categories.
 
 The per-feature histograms are plain count arrays, so chunks and shards add up exactly:
 :class:`DriftAccumulator` streams a window of any size in bounded memory and :func:`check_drift`
@@ -52,11 +63,13 @@ __all__ = [
     "CategoryCounts",
     "DriftAccumulator",
     "bin_numeric",
+    "bin_numeric_sums",
     "categories_of",
     "category_counts",
     "check_drift",
     "current_histograms",
     "numeric_chunk",
+    "pool_rare_categories",
     "prediction_drift",
     "resolve_method",
 ]
@@ -64,6 +77,7 @@ __all__ = [
 OTHER = "__other__"
 PREDICTION = "__prediction__"
 COMPARE_MAX_EDGES = 128  # beyond this many edges np.searchsorted beats one comparison per edge
+MIN_EXPECTED = 5.0  # a category expected fewer times in a window is pooled with "__other__"
 # what a string holding a number looks like (Arrow's cast to float64 then accepts it)
 NUMBER_PATTERN = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|infinity|nan)\s*$"
 
@@ -108,6 +122,39 @@ def bin_numeric(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, int]
         counts[1:k] = at_least[:-1] - at_least[1:]
         counts[k] = at_least[-1] - plus_inf
     return counts, n - (above - plus_inf)
+
+
+def bin_numeric_sums(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(counts, sums, missing)``: as :func:`bin_numeric`, with the sum of the values in each
+    bin (NaN and ±inf are missing, in no bin and no sum).
+
+    >>> counts, sums, missing = bin_numeric_sums(
+    ...     np.array([-5.0, 0.0, 0.5, 1.0, 7.0, np.nan, np.inf]), np.array([0.0, 1.0]))
+    >>> counts.tolist(), sums.tolist(), missing
+    ([1, 2, 2], [-5.0, 0.5, 8.0], 2)
+    """
+    n, k = len(values), len(edges)
+    if n == 0:
+        return np.zeros(k + 1, dtype=np.int64), np.zeros(k + 1), 0
+    if k > COMPARE_MAX_EDGES:
+        index = np.searchsorted(edges, values, side="right")
+    else:
+        # one comparison per edge adds up to the bin index (values below e0: 0, NaN and -inf
+        # too, at or above the last edge: k, +inf too); uint8 holds it for k <= 128
+        index8 = np.zeros(n, dtype=np.uint8)
+        mask = np.empty(n, dtype=bool)
+        step = mask.view(np.uint8)
+        for edge in edges:
+            np.greater_equal(values, edge, out=mask)
+            index8 += step
+        index = index8.astype(np.intp)
+    sums = np.bincount(index, weights=values, minlength=k + 1)
+    if values.dtype.kind == "f" and not np.all(np.isfinite(sums)):
+        # a NaN or an infinity reached a sum: bin the finite values alone (rare, so not first)
+        finite = values[np.isfinite(values)]
+        counts, sums, _ = bin_numeric_sums(finite, edges)
+        return counts, sums, n - len(finite)
+    return np.bincount(index, minlength=k + 1).astype(np.int64), sums, 0
 
 
 def numeric_chunk(chunk: pa.Array) -> tuple[np.ndarray, int]:
@@ -189,6 +236,33 @@ def categories_of(column: ColumnProfile) -> tuple[str, ...]:
     return (*column.frequencies, OTHER)
 
 
+def pool_rare_categories(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, *, min_expected: float = MIN_EXPECTED
+) -> tuple[np.ndarray, np.ndarray]:
+    """Category counts (the last slot being OTHER) with every category that the window would
+    hold fewer than ``min_expected`` times at the reference's share pooled into OTHER, on both
+    sides; unchanged when every category is frequent enough.
+
+    >>> ref, cur = pool_rare_categories(np.array([900, 60, 40, 0]), np.array([90, 5, 1, 4]))
+    >>> ref.tolist(), cur.tolist()
+    ([900, 60, 40], [90, 5, 5])
+    """
+    ref_counts = np.asarray(ref_counts)
+    cur_counts = np.asarray(cur_counts)
+    total = float(ref_counts.sum())
+    if total <= 0:
+        return ref_counts, cur_counts
+    rare = ref_counts[:-1] * (float(cur_counts.sum()) / total) < min_expected
+    if not rare.any():
+        return ref_counts, cur_counts
+    keep = np.append(~rare, False)
+
+    def pooled(counts: np.ndarray) -> np.ndarray:
+        return np.append(counts[keep], counts[:-1][rare].sum() + counts[-1])
+
+    return pooled(ref_counts), pooled(cur_counts)
+
+
 # -- features ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Spec:
@@ -200,6 +274,8 @@ class _Spec:
     edges: np.ndarray | None
     categories: tuple[str, ...] | None
     ref_counts: np.ndarray
+    ref_sums: np.ndarray | None = None  # numeric, when the profile records per-bin sums
+    ref_std: float | None = None  # with ref_sums: the reference's standard deviation
 
     @property
     def n_bins(self) -> int:
@@ -215,10 +291,27 @@ def _spec(column: ColumnProfile) -> _Spec:
         counts = np.asarray(column.counts, dtype=np.int64)
         if len(counts) != len(edges) + 1:  # an empty column profiled without edges
             counts = np.zeros(len(edges) + 1, dtype=np.int64)
-        return _Spec(column.name, "numeric", column, edges, None, counts)
+        if len(column.sums) != len(counts):  # profiles from before per-bin sums existed
+            return _Spec(column.name, "numeric", column, edges, None, counts)
+        sums = np.asarray(column.sums, dtype=np.float64)
+        return _Spec(
+            column.name, "numeric", column, edges, None, counts, sums, _std(column, counts, sums)
+        )
     categories = categories_of(column)
     counts = np.array([*column.frequencies.values(), column.other], dtype=np.int64)
     return _Spec(column.name, "categorical", column, None, categories, counts)
+
+
+def _std(column: ColumnProfile, counts: np.ndarray, sums: np.ndarray) -> float | None:
+    """The reference's population standard deviation, from its count, sum and sum of squares;
+    never below the spread of its bin means (a lower bound that survives the cancellation of
+    ``sumsq / n - mean²`` for values far from zero)."""
+    if not column.count:
+        return None
+    mean = column.sum / column.count
+    means = np.divide(sums, counts, out=np.zeros(len(counts)), where=counts > 0)
+    between = float(np.dot(counts, (means - mean) ** 2)) / column.count
+    return float(np.sqrt(max(column.sumsq / column.count - mean * mean, between, 0.0)))
 
 
 def _specs(reference: TableProfile, features: Sequence[str] | None) -> list[_Spec]:
@@ -311,6 +404,10 @@ class DriftAccumulator:
         self.histograms: dict[str, np.ndarray] = {
             s.name: np.zeros(s.n_bins, dtype=np.int64) for s in self._specs
         }
+        # per-bin sums of the numeric features whose reference records them
+        self.sums: dict[str, np.ndarray] = {
+            s.name: np.zeros(s.n_bins) for s in self._specs if s.ref_sums is not None
+        }
         self.missing: dict[str, int] = dict.fromkeys(self.features, 0)
         self.absent: dict[str, int] = dict.fromkeys(self.features, 0)  # rows lacking the column
 
@@ -323,8 +420,10 @@ class DriftAccumulator:
                 self.absent[spec.name] += n
                 self.missing[spec.name] += n
                 continue
-            counts, missing = _bin_column(spec, chunk.column(spec.name))
+            counts, sums, missing = _bin_column(spec, chunk.column(spec.name))
             self.histograms[spec.name] += counts
+            if sums is not None:
+                self.sums[spec.name] += sums
             self.missing[spec.name] += missing
         return self
 
@@ -340,6 +439,8 @@ class DriftAccumulator:
         self.n_rows += other.n_rows
         for name in self.features:
             self.histograms[name] += other.histograms[name]
+            if name in self.sums:
+                self.sums[name] += other.sums[name]
             self.missing[name] += other.missing[name]
             self.absent[name] += other.absent[name]
         return self
@@ -374,6 +475,7 @@ class DriftAccumulator:
                     spec,
                     statistic,
                     current,
+                    self.sums.get(spec.name),
                     config,
                     distributions[spec.name],
                     None if importances is None else importances.get(spec.name),
@@ -385,20 +487,26 @@ class DriftAccumulator:
         return drifts, share, bool(drifts) and share >= config.share_of_features
 
 
-def _bin_column(spec: _Spec, column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+def _bin_column(spec: _Spec, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """``(counts, per-bin sums or None, missing)`` of one column on the spec's bins."""
     if spec.kind == "numeric":
         assert spec.edges is not None
         counts = np.zeros(spec.n_bins, dtype=np.int64)
+        sums = np.zeros(spec.n_bins) if spec.ref_sums is not None else None
         missing = 0
         for chunk in column.chunks:
             values, _ = numeric_chunk(chunk)
-            chunk_counts, chunk_missing = bin_numeric(values, spec.edges)
+            if sums is None:
+                chunk_counts, chunk_missing = bin_numeric(values, spec.edges)
+            else:
+                chunk_counts, chunk_sums, chunk_missing = bin_numeric_sums(values, spec.edges)
+                sums += chunk_sums
             counts += chunk_counts
             missing += chunk_missing  # drift counts non-numbers as missing; quality flags them
-        return counts, missing
+        return counts, sums, missing
     assert spec.categories is not None
     found = category_counts(column, spec.categories, unseen_top=0)
-    return found.counts, found.missing
+    return found.counts, None, found.missing
 
 
 def _judge(
@@ -406,12 +514,24 @@ def _judge(
     spec: _Spec,
     statistic: Statistic,
     current: np.ndarray,
+    current_sums: np.ndarray | None,
     config: DriftConfig,
     distributions: tuple[Distribution, Distribution],
     importance: float | None,
 ) -> tuple[float, FeatureDrift]:
     threshold = config.threshold if config.threshold is not None else statistic.default_threshold
-    value, p_value = statistic.compute(spec.ref_counts, current, edges=spec.edges)
+    if spec.kind == "categorical":
+        ref_counts, cur_counts = pool_rare_categories(spec.ref_counts, current)
+        value, p_value = statistic.compute(ref_counts, cur_counts)
+    else:
+        value, p_value = statistic.compute(
+            spec.ref_counts,
+            current,
+            edges=spec.edges,
+            ref_sums=spec.ref_sums,
+            cur_sums=current_sums,
+            ref_std=spec.ref_std,
+        )
     drift = FeatureDrift(
         feature=name,
         kind=spec.kind,
@@ -517,6 +637,7 @@ def prediction_drift(
         spec,
         statistic,
         current,
+        accumulator.sums.get(column.name),
         config,
         accumulator.distributions()[column.name],
         None,

@@ -1,9 +1,18 @@
 """Monitor results as Prometheus gauges (served on the kyklos server's ``/metrics``).
 
 Every gauge carries ``model`` and ``version`` labels; per-feature gauges add ``feature`` and
-``method``. :meth:`MonitorMetrics.update` replaces the series of one model version with those of
-the newest check, removing the label sets of features (or quality issues, or metrics) that the
-newest check no longer has, so a scrape never shows a stale feature.
+``method``. Two ways to publish them:
+
+* :class:`StoredResultsCollector` reads the newest *stored* result of each model version from
+  the metadata DB at scrape time (cached for a few seconds). ``kyklos serve`` registers one in
+  its registry, so the gauges follow ``kyklos monitor run`` wherever it runs (a cron job, the
+  loop controller, another machine on the same database).
+* :class:`MonitorMetrics` holds gauges that a process updates itself after each check
+  (:meth:`MonitorMetrics.update` replaces the series of one model version with those of the
+  newest check, removing the label sets of features, quality issues or metrics that the newest
+  check no longer has, so a scrape never shows a stale feature).
+
+Both expose the same series for the same result; register only one of them per registry.
 
 =============================================  ==================================================
 gauge                                          value
@@ -33,16 +42,25 @@ gauge                                          value
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
+from kyklos.errors import KyklosError
 from kyklos.monitoring.results import CheckResult
 from kyklos.monitoring.signals import drift_ratio
 
-__all__ = ["GAUGES", "MonitorMetrics"]
+if TYPE_CHECKING:
+    from kyklos.monitoring.store import MonitorStore
+
+__all__ = ["GAUGES", "MonitorMetrics", "StoredResultsCollector"]
+
+log = logging.getLogger("kyklos.monitoring")
 
 _MV = ("model", "version")
 _FEATURE = (*_MV, "feature", "method")
@@ -136,6 +154,78 @@ class MonitorMetrics:
         """The (model, version) pairs currently published."""
         with self._lock:
             return sorted(self._seen)
+
+
+class StoredResultsCollector:
+    """The monitor gauges of the newest stored result of each model version of ``store``,
+    read when Prometheus scrapes (a custom collector: ``registry.register(collector)``).
+
+    The DB is read at most once every ``max_age`` seconds (one query for the newest row of
+    each version); scrapes in between reuse the gauges, so a scrape stays cheap. At most
+    ``versions`` model versions are shown, the most recently checked first.
+    ``kyklos_monitor_last_check_timestamp_seconds`` is when the result was stored. When the
+    read fails (the DB is unreachable, a result does not decode), the previous gauges stay
+    and the failure is logged: ``/metrics`` keeps answering. ``clock`` is for tests.
+    """
+
+    def __init__(
+        self,
+        store: MonitorStore,
+        *,
+        max_age: float = 5.0,
+        versions: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.max_age = max_age
+        self.versions = versions
+        self._clock = clock
+        self._series: _Series = {}
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The gauge names (so a registry refuses a second collector of the same names)."""
+        return [
+            GaugeMetricFamily(name, doc, labels=labels) for name, (doc, labels) in GAUGES.items()
+        ]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        series = self.refresh()
+        for name, (doc, labels) in GAUGES.items():
+            values = series.get(name)
+            if not values:
+                continue
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            for labelvalues, value in values.items():
+                family.add_metric(labelvalues, value)
+            yield family
+
+    def refresh(self, *, force: bool = False) -> _Series:
+        """The series to expose, read again from the store when older than ``max_age``."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        with self._lock:
+            now = self._clock()
+            if not force and self._read_at is not None and now - self._read_at < self.max_age:
+                return self._series
+            self._read_at = now
+            try:
+                stored = self.store.latest(versions=self.versions)
+            except (KyklosError, SQLAlchemyError, KeyError, TypeError, ValueError) as exc:
+                log.warning(
+                    "monitor gauges: reading %r failed, keeping the last ones: %s", self.store, exc
+                )
+                return self._series
+            series: _Series = {name: {} for name in GAUGES}
+            for item in stored:
+                version = "" if item.model_version is None else str(item.model_version)
+                key = (item.model_name, version)
+                found = _series_of(item.result, key, item.created_at.timestamp())
+                for name, values in found.items():
+                    series[name].update(values)
+            self._series = series
+            return series
 
 
 def _series_of(result: CheckResult, key: tuple[str, str], now: float) -> _Series:

@@ -191,6 +191,28 @@ class MonitorStore:
         with self.db.read() as conn:
             return [self._from_row(row) for row in conn.execute(query).mappings()]
 
+    def latest(self, *, versions: int | None = 20) -> builtins.list[StoredResult]:
+        """The newest result of each model version, the most recently checked version first
+        (at most ``versions`` of them): what the monitor gauges of ``/metrics`` show."""
+        newest = (
+            select(func.max(monitor_results.c.id).label("id"))
+            .where(
+                monitor_results.c.project == self.project,
+                monitor_results.c.model_name == self.model_name,
+            )
+            .group_by(monitor_results.c.model_version)
+            .subquery()
+        )
+        query = (
+            select(monitor_results)
+            .join(newest, monitor_results.c.id == newest.c.id)
+            .order_by(monitor_results.c.id.desc())
+        )
+        if versions is not None:
+            query = query.limit(versions)
+        with self.db.read() as conn:
+            return [self._from_row(row) for row in conn.execute(query).mappings()]
+
     def history(
         self, version: int | None, *, before: int | None = None, limit: int = 50
     ) -> builtins.list[CheckResult]:

@@ -16,6 +16,7 @@ Endpoints::
     GET  /metrics       Prometheus text (one CollectorRegistry per app)
     GET  /model         the serving model version and its features
     POST /admin/reload  look at the champion alias now (token when set)
+    /v2/...             Open Inference Protocol (KServe V2) REST, see kyklos.serving.v2
 
 Every client mistake is a 4xx JSON body ``{"error": {"message", "field", "expected"?}}``:
 malformed JSON 400, missing/invalid token 401, unknown route 404, wrong method 405, payload too
@@ -44,12 +45,14 @@ from kyklos.errors import KyklosError, NotFoundError, ServingError
 from kyklos.serving import protocols
 from kyklos.serving.auth import Token, check_bearer
 from kyklos.serving.protocols import Parsed, RequestError
+from kyklos.serving.rollout import ROUTING_HEADER
 
 if TYPE_CHECKING:
     from kyklos.config import Project
     from kyklos.data.predlog import LabelLogWriter, PredictionLogWriter
     from kyklos.serving.batcher import Batcher
     from kyklos.serving.model import LoadedModel
+    from kyklos.serving.rollout import ChallengerArm
     from kyklos.serving.server import ChampionWatcher
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "ServeOptions", "ServingState", "create_app"]
@@ -108,6 +111,8 @@ class ServeOptions:
     poll_interval: float = 0.5
     token: Token | None = None
     watch: bool = True
+    # extra Prometheus collectors for /metrics (kyklos.api.serve adds the monitor's gauges)
+    collectors: tuple[Any, ...] = ()
 
 
 class _Metrics:
@@ -136,6 +141,8 @@ class _Metrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(state))
+        for collector in state.options.collectors:
+            self.registry.register(collector)
         self.model_info = Gauge(
             "kyklos_model_info",
             "The model version serving (1) under each arm",
@@ -229,6 +236,8 @@ class ServingState:
         self.predictions: PredictionLogWriter | None = None
         self.labels: LabelLogWriter | None = None
         self.watcher: ChampionWatcher | None = None
+        self.arm: ChallengerArm | None = None  # the challenger while a rollout is active
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.started = time.time()
         self.metrics = _Metrics(self)
 
@@ -249,6 +258,73 @@ class ServingState:
             self.metrics.swaps.inc()
         self.metrics.model_info.labels(model.name, str(model.version), "champion").set(1)
         return previous
+
+    async def set_challenger(
+        self, model: LoadedModel, *, rollout_id: int, strategy: str, fraction: float
+    ) -> None:
+        """Serve ``model`` as the challenger arm of rollout ``rollout_id`` from now on."""
+        from kyklos.serving.batcher import Batcher
+        from kyklos.serving.rollout import ChallengerArm
+
+        if self.predictions is not None:
+            self.predictions.extend_features([(f.name, f.kind) for f in model.features])
+        old = self.arm
+        batcher = Batcher(
+            lambda: model,
+            max_batch_rows=self.options.max_batch_rows,
+            max_wait_ms=self.options.max_wait_ms,
+        )
+        self.arm = ChallengerArm(rollout_id, strategy, fraction, model, batcher)
+        self.metrics.model_info.labels(model.name, str(model.version), strategy).set(1)
+        if old is not None:
+            await self._retire(old)
+
+    async def clear_challenger(self) -> None:
+        """Stop the challenger arm (the rollout ended); requests in flight finish on it."""
+        old, self.arm = self.arm, None
+        if old is not None:
+            await self._retire(old)
+
+    async def _retire(self, arm: ChallengerArm) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.model_info.remove(arm.model.name, str(arm.model.version), arm.strategy)
+        await arm.batcher.close()
+
+    def shadow(
+        self, arm: ChallengerArm, columns: Mapping[str, np.ndarray], n: int, record: dict[str, Any]
+    ) -> None:
+        """Predict a copy of an answered request with the shadow challenger, in the background."""
+        task = asyncio.get_running_loop().create_task(self._shadow(arm, columns, n, record))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self, arm: ChallengerArm, columns: Mapping[str, np.ndarray], n: int, record: dict[str, Any]
+    ) -> None:
+        start = time.perf_counter()
+        try:
+            arm_columns = _columns_for(arm.model, record["_champion_features"], columns)
+            prediction, score, version = await arm.batcher.submit(arm_columns, n)
+            writer = self.predictions
+            if writer is None:
+                return
+            shadow = {k: v for k, v in record.items() if not k.startswith(("f.", "_"))}
+            shadow.update(
+                model=arm.model.name,
+                version=version,
+                arm="shadow",
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+                prediction=prediction,
+                score=score,
+            )
+            for feature in arm.model.features:
+                shadow["f." + feature.name] = arm_columns[feature.name]
+            await writer.append_async(shadow)
+            arm.requests += 1
+        except Exception as exc:  # the shadow never affects the answer already given
+            arm.shadow_failures += 1
+            arm.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("shadow v%s: %s", arm.model.version, arm.last_error)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self, model: LoadedModel | None) -> None:
@@ -278,6 +354,9 @@ class ServingState:
     async def stop(self) -> None:
         if self.watcher is not None:
             await self.watcher.stop()
+        if self._shadow_tasks:
+            await asyncio.gather(*self._shadow_tasks, return_exceptions=True)
+        await self.clear_challenger()
         if self.batcher is not None:
             await self.batcher.close()
         for writer in (self.predictions, self.labels):
@@ -397,6 +476,9 @@ def create_app(
         version = await state.watcher.check()
         return _json(200, {"version": version, "load_error": state.watcher.last_error})
 
+    from kyklos.serving.v2 import add_v2_routes
+
+    add_v2_routes(app, state)  # after every other route: it ends with a /v2 catch-all
     return app
 
 
@@ -433,7 +515,9 @@ async def _predict(
     request_id = _request_id(request)
     body = await read_body(request, state.options.max_body_bytes, protocols.JSON_TYPES)
     parsed = protocols.parse_predict(protocols.loads(body))
-    model, prediction, score, version, n = await _answer(state, parsed, request_id, endpoint, start)
+    model, prediction, score, version, n = await _answer(
+        state, parsed, request_id, endpoint, start, request.headers.get(ROUTING_HEADER)
+    )
     payload: dict[str, Any] = {
         "predictions": _labels(model, prediction),
         "model": model.name,
@@ -457,34 +541,54 @@ async def _invocations(
         parsed = protocols.parse_csv(body, features)
     else:
         parsed = protocols.parse_invocations(protocols.loads(body), features)
-    model, prediction, _, version, n = await _answer(state, parsed, request_id, endpoint, start)
+    model, prediction, _, version, n = await _answer(
+        state, parsed, request_id, endpoint, start, request.headers.get(ROUTING_HEADER)
+    )
     headers = {"x-request-id": request_id, "x-model-version": str(version)}
     return _json(200, {"predictions": _labels(model, prediction)}, headers), n
 
 
 async def _answer(
-    state: ServingState, parsed: Parsed, request_id: str, endpoint: str, start: float
+    state: ServingState,
+    parsed: Parsed,
+    request_id: str,
+    endpoint: str,
+    start: float,
+    routing_key: str | None = None,
 ) -> tuple[LoadedModel, np.ndarray, np.ndarray | None, int, int]:
-    """Validate, predict through the batcher, log durably; the caller then answers."""
-    from kyklos.serving.validation import validate_columns, validate_records
+    """Validate, predict through the batcher, log durably; the caller then answers.
 
+    While a rollout is active, a canary request is answered by the challenger (the champion
+    answers when the challenger cannot) and a shadow copy of every request goes to the
+    challenger after the answer is durable (see :mod:`kyklos.serving.rollout`).
+    """
     model = state.current()
-    if parsed.records is not None:
-        columns, n = validate_records(model.features, parsed.records)
-    else:
-        columns, n = validate_columns(model.features, parsed.columns or {})
-    if n == 0:
-        raise RequestError("the request has no rows", field="rows", expected="at least one row")
+    columns: Mapping[str, np.ndarray]
+    columns, n = _validated(model, parsed)
     batcher = state.batcher
     writer = state.predictions
     if batcher is None or writer is None:
         raise ServingError("the server is starting", status=503)
-    prediction, score, version = await batcher.submit(columns, n)
+    arm = state.arm
+    answered_by = "champion"
+    outcome = None
+    if arm is not None and arm.takes(routing_key):
+        try:
+            arm_columns = _columns_for(arm.model, model.features, columns, parsed)
+            outcome = await arm.batcher.submit(arm_columns, n)
+            model, columns, answered_by = arm.model, arm_columns, "canary"
+            arm.requests += 1
+        except Exception as exc:  # the champion answers instead; counted, never a failure
+            arm.fallbacks += 1
+            arm.last_error = f"{type(exc).__name__}: {exc}"
+    if outcome is None:
+        outcome = await batcher.submit(columns, n)
+    prediction, score, version = outcome
     record: dict[str, Any] = {
         "request_id": request_id,
         "model": model.name,
         "version": version,
-        "arm": "champion",
+        "arm": answered_by,
         "endpoint": endpoint,
         "latency_ms": (time.perf_counter() - start) * 1000.0,
         "prediction": prediction,
@@ -493,7 +597,40 @@ async def _answer(
     for feature in model.features:
         record["f." + feature.name] = columns[feature.name]
     await writer.append_async(record)
+    if arm is not None and arm.strategy == "shadow":
+        state.shadow(arm, columns, n, {**record, "_champion_features": model.features})
     return model, prediction, score, version, n
+
+
+def _validated(model: LoadedModel, parsed: Parsed) -> tuple[dict[str, np.ndarray], int]:
+    from kyklos.serving.validation import validate_columns, validate_records
+
+    if parsed.records is not None:
+        columns, n = validate_records(model.features, parsed.records)
+    else:
+        columns, n = validate_columns(model.features, parsed.columns or {})
+    if n == 0:
+        raise RequestError("the request has no rows", field="rows", expected="at least one row")
+    return columns, n
+
+
+def _columns_for(
+    model: LoadedModel,
+    features: Sequence[Any],
+    columns: Mapping[str, np.ndarray],
+    parsed: Parsed | None = None,
+) -> Mapping[str, np.ndarray]:
+    """The validated columns for ``model``: the champion's own when the features are the same,
+    else the request validated again against ``model``'s features."""
+    kinds = {f.name: f.kind for f in features}
+    if all(kinds.get(f.name) == f.kind and f.name in columns for f in model.features):
+        return columns
+    if parsed is None:
+        raise RequestError(
+            "the challenger needs features the request did not carry", field="features"
+        )
+    validated, _ = _validated(model, parsed)
+    return validated
 
 
 async def _feedback(

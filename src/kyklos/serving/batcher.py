@@ -6,9 +6,13 @@ thread (the event loop stays free), and hands each request exactly its own slice
 
 * Batches count rows, not requests. A request larger than ``max_batch_rows`` runs alone, whole:
   a batching setting never splits, refuses or times out a request.
-* ``max_wait_ms`` bounds the latency batching adds: when the queue is empty after the first
-  request, the worker waits at most that long for company. Under load the queue is never empty
-  while the previous batch runs, so batches fill without any waiting at all.
+* ``max_wait_ms`` bounds the latency batching adds. The worker waits for company only until
+  the queue is as big as recent batches were (a decaying estimate, as the prediction log's
+  group commit does), and at most ``max_wait_ms``: a lone client (one connection) is never
+  kept waiting for company that does not come, and under load the requests that arrive while
+  a batch is predicted form the next one without any waiting at all.
+* Submitting wakes the worker only when it waits for what was just queued (idle, or the queue
+  reached the size it waits for): one wake-up per batch, not one per request.
 * One bad request cannot fail its batch-mates: when the merged ``predict`` raises, each request
   of the batch is predicted alone and only the failing ones get the error.
 * ``model_getter`` is called once per batch, so a hot swap (a new champion) takes effect on the
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -109,6 +113,11 @@ class Batcher:
         )
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
+        # The worker is woken when this many rows are queued (1 when idle, the batch it waits
+        # for when waiting for company, never while it predicts: it looks at the queue after).
+        self._wake_at: float = 1
+        # About the size of recent batches (decaying): waiting for company stops there.
+        self._expected_rows = 1
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
@@ -126,9 +135,11 @@ class Batcher:
         self._counters.requests += 1
         if self._worker is None or self._worker.done():
             self._wakeup = asyncio.Event()
+            self._wake_at = 1
             self._worker = loop.create_task(self._run(), name="kyklos-batcher")
-        assert self._wakeup is not None
-        self._wakeup.set()
+        if self._queued_rows >= self._wake_at:
+            assert self._wakeup is not None
+            self._wakeup.set()
         return await future
 
     def stats(self) -> BatcherStats:
@@ -164,11 +175,14 @@ class Batcher:
             if not self._queue:
                 if self._closed:
                     return
+                self._wake_at = 1
                 wakeup.clear()
                 await wakeup.wait()
                 continue
-            if self._queued_rows < self.max_batch_rows and self.max_wait_ms > 0:
-                await self._wait_for_company(wakeup)
+            target = min(self._expected_rows, self.max_batch_rows)
+            if self._queued_rows < target and self.max_wait_ms > 0 and not self._closed:
+                await self._wait_for_company(wakeup, target)
+            self._wake_at = math.inf
             batch = self._take()
             try:
                 model = self.model_getter()
@@ -184,16 +198,15 @@ class Batcher:
             for item, result, error in outcomes:
                 _resolve(item.future, result, error)
 
-    async def _wait_for_company(self, wakeup: asyncio.Event) -> None:
-        """Wait until ``max_batch_rows`` rows are queued or ``max_wait_ms`` has passed."""
-        deadline = time.monotonic() + self.max_wait_ms / 1000.0
-        while self._queued_rows < self.max_batch_rows and not self._closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), remaining)
+    async def _wait_for_company(self, wakeup: asyncio.Event, target: int) -> None:
+        """Wait until ``target`` rows are queued, the batcher closes or ``max_wait_ms`` passed."""
+        self._wake_at = target
+        wakeup.clear()
+        timer = asyncio.get_running_loop().call_later(self.max_wait_ms / 1000.0, wakeup.set)
+        try:
+            await wakeup.wait()
+        finally:
+            timer.cancel()
 
     def _take(self) -> list[_Pending]:
         """The next batch: queued requests in order, up to ``max_batch_rows`` rows (at least
@@ -213,6 +226,7 @@ class Batcher:
         c = self._counters
         c.batches += 1
         c.rows += rows
+        self._expected_rows = max(rows, self._expected_rows // 2)
         if len(batch) == 1:
             return [self._predict_alone(model, batch[0])]
         try:

@@ -18,6 +18,10 @@ Measured on the flights model (HistGradientBoosting, 22 features, 2 cores under 
 processes): building the DataFrame costs ~0.1-0.25 ms per call whatever the batch size; the
 model itself ~2.4 ms for 1 row and ~4 ms for 1,000 rows. Batching, not the frame, is what pays.
 
+When the version has an ONNX export (``kyklos models export vN --format onnx``) that passes its
+checks at load, ``predict`` hands the columns to onnxruntime instead (``runtime`` is then
+``"onnx"``; see :mod:`kyklos.serving.onnx_runtime`); ``serve.runtime`` chooses.
+
 Predictions run with one OpenMP/BLAS thread: scikit-learn's OpenMP threads fight the server
 (and each other) for the cores. The limit is set once per calling thread (threadpoolctl costs
 ~3 ms per call as a context manager, more than a prediction).
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from kyklos.errors import ServingError
+from kyklos.errors import ConfigError, ServingError
 
 if TYPE_CHECKING:
     from kyklos.config import Project
@@ -103,12 +107,21 @@ class LoadedModel:
             else None
         )
         self._proba = self.classes is not None and hasattr(model, "predict_proba")
+        from kyklos.serving.compiled import compile_preprocess
+
+        self._compiled = compile_preprocess(model, self.features)
+        self._estimator: Any = model.steps[-1][1] if self._compiled is not None else model
         self._numeric_classes: np.ndarray | None = None
         if self.classes is not None:
             try:
                 self._numeric_classes = np.asarray(self.classes, dtype=np.float64)
             except (TypeError, ValueError):
                 self._numeric_classes = None  # string labels: predictions are class indices
+        #: ``"onnx"`` when an ONNX export serves (see kyklos.serving.onnx_runtime), else sklearn
+        self.runtime = "sklearn"
+        self.runtime_reason: str | None = None  # why not onnx, when an export was looked for
+        self.parity: dict[str, Any] | None = None  # onnx vs sklearn on the export's sample
+        self._session: Any = None
 
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r}, v{self.version}, {self.task}, {len(self.features)} features)"
@@ -126,21 +139,52 @@ class LoadedModel:
             "threshold": self.threshold,
             "classes": list(self.classes) if self.classes is not None else None,
             "features": [f.to_dict() for f in self.features],
+            "runtime": self.runtime,
+            "runtime_reason": self.runtime_reason,
+            "parity": self.parity,
         }
 
-    def predict(self, columns: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    def use_onnx(self, session: Any, *, parity: Mapping[str, Any]) -> None:
+        """Predict through ``session`` (an :class:`~kyklos.serving.onnx_runtime.OnnxSession`
+        whose ``parity`` with this model was checked) from now on."""
+        self.parity = dict(parity)
+        self.runtime_reason = None
+        self._session = session
+        self.runtime = "onnx"
+
+    def use_sklearn(self, reason: str | None = None) -> None:
+        """Predict with scikit-learn; ``reason`` says why not with onnxruntime."""
+        self._session = None
+        self.runtime = "sklearn"
+        self.runtime_reason = reason
+        self.parity = None
+
+    def predict(
+        self, columns: Mapping[str, np.ndarray], *, runtime: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(prediction, score)`` for validated numpy columns (one array per feature).
 
         ``prediction`` is float64: the class label for a classifier with numeric labels (the
         index into :attr:`classes` when labels are strings), the value for a regressor.
         ``score`` is the positive-class probability of a binary classifier, the top class's
-        probability of a multiclass one, and None for a regressor.
+        probability of a multiclass one, and None for a regressor. ``runtime="sklearn"``
+        bypasses onnxruntime (parity checks).
         """
-        import pandas as pd
-
+        session = self._session
+        if session is not None and runtime != "sklearn":  # numpy straight to onnxruntime
+            return self.answer(session.run(columns))
         _limit_threads()
+        model: Any = self._model
         try:
-            frame = pd.DataFrame({name: columns[name] for name in self._order}, copy=False)
+            data: Any = None
+            if self._compiled is not None:  # numpy preprocessing (see kyklos.serving.compiled)
+                data = self._compiled.transform(columns)
+                model = self._estimator
+            if data is None:
+                import pandas as pd
+
+                model = self._model
+                data = pd.DataFrame({name: columns[name] for name in self._order}, copy=False)
         except KeyError as exc:
             raise ServingError(
                 f"feature {exc.args[0]!r} is missing from the input of {self.name} v{self.version}",
@@ -148,8 +192,15 @@ class LoadedModel:
                 status=422,
             ) from exc
         if not self._proba:
-            return np.asarray(self._model.predict(frame), dtype=np.float64), None
-        proba = np.asarray(self._model.predict_proba(frame), dtype=np.float64)
+            return np.asarray(model.predict(data), dtype=np.float64), None
+        return self.answer(np.asarray(model.predict_proba(data), dtype=np.float64))
+
+    def answer(self, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(prediction, score)`` from raw outputs: class probabilities ``[N, classes]`` of a
+        classifier (label from the project's threshold), predictions ``[N]`` of a regressor."""
+        if not self._proba:
+            return outputs, None
+        proba = outputs
         if proba.shape[1] == 2:
             score = np.ascontiguousarray(proba[:, 1])
             index = (score >= self.threshold).astype(np.intp)
@@ -172,13 +223,23 @@ def _limit_threads() -> None:
 
 
 # -- loading --------------------------------------------------------------------------------------
-def load_version(project: Project, ref: str | int = "champion") -> LoadedModel:
+def load_version(
+    project: Project, ref: str | int = "champion", *, runtime: str | None = None
+) -> LoadedModel:
     """Load the model version ``ref`` of ``project`` for serving.
+
+    ``runtime`` (default ``serve.runtime``, ``auto``): ``auto`` serves the version's ONNX export
+    with onnxruntime when it passes its checks (:func:`kyklos.serving.onnx_runtime.use_onnx`)
+    and scikit-learn otherwise, recording why; ``onnx`` raises instead of falling back;
+    ``sklearn`` never looks for an export.
 
     Raises :class:`~kyklos.errors.NotFoundError` when ``ref`` names no version, and
     :class:`~kyklos.errors.ServingError` (status 409) when the version's files changed since it
     was registered, or (status 500) when they cannot be read.
     """
+    runtime = runtime or getattr(project.config.serve, "runtime", "auto")
+    if runtime not in {"auto", "sklearn", "onnx"}:
+        raise ConfigError(f"unknown runtime {runtime!r}; choose from auto, sklearn, onnx")
     from kyklos.registry import ModelRegistry, directory_digest
 
     registry = ModelRegistry.for_project(project)
@@ -196,7 +257,7 @@ def load_version(project: Project, ref: str | int = "champion") -> LoadedModel:
         model = _unpickle(folder, version.version)
     task = _task_of(version, model)
     features = feature_specs(version, model)
-    return LoadedModel(
+    loaded = LoadedModel(
         name=version.model_name,
         version=version.version,
         task=task,
@@ -205,6 +266,11 @@ def load_version(project: Project, ref: str | int = "champion") -> LoadedModel:
         model_hash=version.model_hash,
         threshold=project.config.evaluate.threshold,
     )
+    if runtime != "sklearn":
+        from kyklos.serving.onnx_runtime import use_onnx
+
+        use_onnx(project, version, loaded, required=runtime == "onnx")
+    return loaded
 
 
 def _unpickle(folder: Path, version: int) -> Any:

@@ -117,6 +117,14 @@ def _default(value: Any) -> Any:  # pragma: no cover - only without orjson
 
 def encode_values(values: np.ndarray, *, integral: bool) -> list[Any]:
     """A float64 answer array as a JSON-able list: ints for class labels, None for NaN."""
+    if values.size <= 16:  # the common small answer: plain Python beats numpy's call overhead
+        small: list[Any] = values.tolist()
+        if integral:
+            try:
+                return [int(v) for v in small]
+            except (ValueError, OverflowError):  # NaN or infinity: not a label
+                pass
+        return [v if math.isfinite(v) else None for v in small]
     if integral and values.size and np.all(np.isfinite(values)):
         return values.astype(np.int64).tolist()  # type: ignore[no-any-return]
     out: list[Any] = values.tolist()

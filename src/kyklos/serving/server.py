@@ -1,4 +1,4 @@
-"""Running the app: the uvicorn server, and the champion watcher that hot-swaps the model.
+"""Running the app: the uvicorn server, and the watcher that hot-swaps champion and challenger.
 
 :class:`ChampionWatcher` polls the ``champion`` alias (one indexed SELECT on kyklos's
 ``aliases`` table) every ``interval`` seconds. When it moves (promotion or rollback), the new
@@ -7,6 +7,10 @@ assignment: requests in flight finish on the version they started with, new batc
 new one. A version that fails to load leaves the old one serving; the failure is recorded as a
 ``serving.load_failed`` event, logged, and shown by the ``kyklos_model_load_failing`` gauge. It is
 retried only when the alias moves again (or on ``POST /admin/reload``).
+
+The same poll reads the active rollout (:func:`kyklos.registry.rollouts.active_rollout`): when
+one starts, its challenger is loaded and joins as the canary or shadow arm; when it ends, the
+arm leaves (requests in flight on it finish first).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class ChampionWatcher:
         self.interval = interval
         self.last_error: str | None = None
         self._failed: int | None = None  # the version that failed to load (not retried)
+        self._failed_rollout: int | None = None  # the rollout whose challenger failed to load
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -61,19 +66,65 @@ class ChampionWatcher:
                 log.warning("champion watcher: %s: %s", type(exc).__name__, exc)
 
     async def check(self, *, retry: bool = True) -> int | None:
-        """Read the alias; load and swap when it names another version. Returns the version
+        """Read the alias; load and swap when it names another version; follow the active
+        rollout (load, replace or drop the challenger arm). Returns the champion version
         serving afterwards."""
         async with self._lock:
-            current = self.state.model
-            target = await asyncio.to_thread(self._champion_version)
-            if target is None or (current is not None and target == current.version):
-                self._clear_failure()
-                return current.version if current is not None else None
-            if target == self._failed and not retry:
-                return current.version if current is not None else None
-            await self._load(target)
-            model = self.state.model
-            return model.version if model is not None else None
+            version = await self._check_champion(retry=retry)
+            await self._check_rollout()
+            return version
+
+    async def _check_rollout(self) -> None:
+        from kyklos.registry.rollouts import active_rollout
+        from kyklos.serving.model import load_version
+        from kyklos.store import open_db
+
+        project = self.state.project
+        rollout = await asyncio.to_thread(
+            active_rollout, open_db(project.db_url), project.registered_model
+        )
+        arm = self.state.arm
+        if rollout is None:
+            if arm is not None:
+                log.info("rollout %s ended: v%s leaves", arm.rollout_id, arm.model.version)
+                await self.state.clear_challenger()
+            return
+        if arm is not None and arm.rollout_id == rollout.id:
+            return
+        if self._failed_rollout == rollout.id:
+            return
+        try:
+            model = await asyncio.to_thread(load_version, project, rollout.challenger_version)
+        except Exception as exc:
+            self._failed_rollout = rollout.id
+            reason = f"{type(exc).__name__}: {exc}"
+            self.last_error = f"challenger v{rollout.challenger_version}: {reason}"
+            log.error("cannot load challenger v%s: %s", rollout.challenger_version, reason)
+            await asyncio.to_thread(
+                self._event,
+                "serving.load_failed",
+                rollout.challenger_version,
+                f"cannot load challenger v{rollout.challenger_version}; the champion serves "
+                f"alone: {reason}",
+                {"version": rollout.challenger_version, "rollout_id": rollout.id},
+            )
+            return
+        await self.state.set_challenger(
+            model, rollout_id=rollout.id, strategy=rollout.strategy, fraction=rollout.fraction
+        )
+        log.info("%s rollout: challenger v%s joined", rollout.strategy, model.version)
+
+    async def _check_champion(self, *, retry: bool) -> int | None:
+        current = self.state.model
+        target = await asyncio.to_thread(self._champion_version)
+        if target is None or (current is not None and target == current.version):
+            self._clear_failure()
+            return current.version if current is not None else None
+        if target == self._failed and not retry:
+            return current.version if current is not None else None
+        await self._load(target)
+        model = self.state.model
+        return model.version if model is not None else None
 
     def _champion_version(self) -> int | None:
         from sqlalchemy import select

@@ -21,7 +21,7 @@ from kyklos.errors import ConfigError, MissingExtraError, StoreError
 
 __all__ = ["HEAD_REVISION", "Database", "open_db", "redact_url"]
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _lock = threading.Lock()
 _open: dict[str, Database] = {}

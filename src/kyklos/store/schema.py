@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 __all__ = [
@@ -30,10 +31,13 @@ __all__ = [
     "dataset_parents",
     "dataset_versions",
     "events",
+    "loop_cycles",
+    "loop_state",
     "metadata",
     "model_versions",
     "monitor_results",
     "monitor_state",
+    "rollouts",
     "run_inputs",
     "runs",
 ]
@@ -178,5 +182,69 @@ monitor_state = Table(
     Column("project", String(128), primary_key=True),
     Column("model_name", String(128), primary_key=True),
     Column("cursor", JSON, nullable=False, comment="where the incremental monitor stands"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# ``active`` is TRUE while a row is live and NULL once it ended: the unique constraint on
+# (model_name, active) then allows one live row per model and any number of ended ones, on
+# SQLite and PostgreSQL alike (NULLs are distinct).
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("challenger_version", Integer, nullable=False),
+    Column("champion_version", Integer, nullable=True, comment="the champion when it started"),
+    Column("strategy", String(16), nullable=False, comment="shadow | canary"),
+    Column("fraction", Float, nullable=False, comment="canary share of requests"),
+    Column("status", String(16), nullable=False, comment="active | promoted | rejected | stopped"),
+    Column("active", Boolean, nullable=True, comment="TRUE while active, NULL after"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(128), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("ended_by", String(128), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("cycle_id", Integer, nullable=True, comment="the loop cycle that started it"),
+    UniqueConstraint("model_name", "active", name="uq_rollouts_one_active"),
+)
+
+loop_cycles = Table(
+    "loop_cycles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("active", Boolean, nullable=True, comment="TRUE while the cycle runs, NULL after"),
+    Column("trigger", String(32), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("champion_version", Integer, nullable=True, comment="the champion when triggered"),
+    Column("dataset_version", String(32), nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("challenger_version", Integer, nullable=True),
+    Column("rollout_id", Integer, nullable=True),
+    Column("figures", JSON, nullable=False, comment="live comparison figures, latest"),
+    Column("decision", String(24), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("approved_by", String(128), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("model_name", "active", name="uq_loop_cycles_one_active"),
+    Index("ix_loop_cycles_project", "project", "id"),
+)
+
+loop_state = Table(
+    "loop_state",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("state", JSON, nullable=False, comment="last monitor result seen, last schedule"),
+    Column("revision", Integer, nullable=False),
+    Column("lease_owner", String(128), nullable=True, comment="the tick holding the loop"),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

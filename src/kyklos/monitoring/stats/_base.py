@@ -23,7 +23,9 @@ class Statistic:
 
     ``kinds`` are the feature kinds it applies to (``numeric``, ``categorical``). A test
     (``is_test``) reports a p-value and a feature drifts when ``p_value < threshold``; a
-    distance drifts when ``statistic >= threshold``.
+    distance drifts when ``statistic >= threshold``. A statistic that ``uses_sums`` also takes
+    the sum of the values in each numeric bin (``ref_sums``, ``cur_sums``) and the reference's
+    standard deviation (``ref_std``) when they are known.
     """
 
     name: str
@@ -32,6 +34,7 @@ class Statistic:
     is_test: bool
     function: Compute
     summary: str = ""
+    uses_sums: bool = False
 
     def compute(
         self,
@@ -39,12 +42,17 @@ class Statistic:
         cur_counts: np.ndarray,
         *,
         edges: np.ndarray | None = None,
+        ref_sums: np.ndarray | None = None,
+        cur_sums: np.ndarray | None = None,
+        ref_std: float | None = None,
     ) -> tuple[float, float | None]:
         """``(statistic, p_value)`` of the current histogram against the reference one.
 
         Numeric histograms have ``len(edges) + 1`` open bins as in
         :func:`kyklos.data.profile.histogram_on`; categorical ones are aligned category counts
         (the reference's categories plus ``"__other__"``). ``p_value`` is None for distances.
+        ``ref_sums`` / ``cur_sums`` (the sum of the values in each bin) and ``ref_std`` reach
+        the statistics that use them (``uses_sums``); the others ignore them.
         """
         ref, cur = as_counts(self.name, ref_counts, cur_counts)
         if edges is not None:
@@ -54,6 +62,14 @@ class Statistic:
                     f"drift statistic {self.name!r}: {len(ref)} bins need {len(ref) - 1} edges, "
                     f"got {edges.size}. Hint: pass the reference profile's edges"
                 )
+        if self.uses_sums and ref_sums is not None and cur_sums is not None:
+            sums = [np.asarray(a, dtype=np.float64) for a in (ref_sums, cur_sums)]
+            if any(a.shape != ref.shape or not np.all(np.isfinite(a)) for a in sums):
+                raise MonitorError(
+                    f"drift statistic {self.name!r}: the bin sums must be finite, one per bin "
+                    f"({len(ref)})"
+                )
+            return self.function(ref, cur, edges=edges, sums=(sums[0], sums[1]), ref_std=ref_std)
         return self.function(ref, cur, edges=edges)
 
     def drifted(self, statistic: float, p_value: float | None, threshold: float) -> bool:

@@ -1,0 +1,47 @@
+"""``kyklos serve`` for the serving benchmark, with the prediction log optionally reduced.
+
+    python kyklos_server.py PROJECT PORT WORKERS
+
+``BENCH_LOG`` (benchmarking only, never a product setting) picks what the prediction log does:
+
+- ``on`` (default): exactly ``kyklos serve`` (every answer durable in the log first);
+- ``nofsync``: the log is written but not fsynced (what the fsync costs);
+- ``off``: nothing is appended (what the whole log costs: record building, group commit, fsync).
+
+The switch is applied at import time, so the spawned worker processes (which import this file
+as their ``__mp_main__``) get it too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from kyklos.data import predlog_writer
+
+_MODE = os.environ.get("BENCH_LOG", "on")
+
+if _MODE == "nofsync":
+    _init = predlog_writer.LogWriter.__init__
+
+    def _no_fsync(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["durable"] = False
+        _init(self, *args, **kwargs)
+
+    predlog_writer.LogWriter.__init__ = _no_fsync  # type: ignore[method-assign]
+elif _MODE == "off":
+
+    async def _skip(self: Any, records: Any) -> None:
+        return None
+
+    predlog_writer.LogWriter.append_async = _skip  # type: ignore[method-assign]
+elif _MODE != "on":
+    raise SystemExit(f"BENCH_LOG={_MODE!r}: expected on, nofsync or off")
+
+
+if __name__ == "__main__":
+    import kyklos
+
+    project, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    kyklos.serve(project, host="127.0.0.1", port=port, workers=workers)

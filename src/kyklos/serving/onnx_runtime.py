@@ -1,0 +1,418 @@
+"""Serving a model version with onnxruntime: the export's files, the session, the parity check.
+
+An ONNX export of a model version (made by :func:`kyklos.serving.onnx_export.export_onnx`) lives
+in the project's artifact store next to the version::
+
+    models/<registered model>/v<version>/onnx/model.onnx      the graph (see onnx_graph)
+    models/<registered model>/v<version>/onnx/sample.parquet  the real rows parity was checked on
+    models/<registered model>/v<version>/onnx/parity.json     the record (written last)
+
+The record names the model hash the graph was made from, the sha256 of ``model.onnx`` and of the
+sample, the parity figures, the tolerances and the library versions. It is written last, so a
+crash mid-export leaves no record and the export is not used.
+
+:func:`use_onnx` (called by :func:`kyklos.serving.model.load_version` unless ``serve.runtime`` is
+``sklearn``) switches a loaded model to onnxruntime only when the record exists, names the
+version's model hash, both files still have their recorded sha256, onnxruntime imports, and the
+graph agrees with the (hash-checked) scikit-learn model on the stored sample within the recorded
+tolerances, checked again at every load. Otherwise the model keeps scikit-learn and records why
+(``runtime_reason``, shown by ``GET /model``); with ``serve.runtime: onnx`` that is an error.
+
+:class:`OnnxSession` is the hot path: numpy columns go straight to ``InferenceSession.run`` (a
+``[N, 1]`` view of each float64 column; categorical columns with None replaced by ``""``), one
+intra-op thread, no pandas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kyklos.errors import KyklosError, MissingExtraError, ServingError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from kyklos.config import Project
+    from kyklos.registry import ModelVersion
+    from kyklos.serving.model import FeatureSpec, LoadedModel
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "RUNTIMES",
+    "OnnxSession",
+    "Parity",
+    "Tolerance",
+    "columns_from_table",
+    "compare",
+    "export_keys",
+    "use_onnx",
+]
+
+log = logging.getLogger("kyklos.serving")
+
+#: The ``format`` field of ``parity.json``.
+EXPORT_FORMAT = "kyklos.onnx-export/1"
+#: Values of ``serve.runtime`` / ``kyklos serve --runtime``.
+RUNTIMES = ("auto", "sklearn", "onnx")
+
+
+def export_keys(model_name: str, version: int) -> dict[str, str]:
+    """Artifact-store keys of the ONNX export of ``model_name`` v``version``.
+
+    >>> export_keys("flights", 3)["model"]
+    'models/flights/v3/onnx/model.onnx'
+    """
+    prefix = f"models/{model_name}/v{int(version)}/onnx"
+    return {
+        "model": f"{prefix}/model.onnx",
+        "sample": f"{prefix}/sample.parquet",
+        "record": f"{prefix}/parity.json",
+    }
+
+
+# -- parity ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tolerance:
+    """How close onnxruntime must come to scikit-learn on the sample.
+
+    ``min_agreement``: share of rows with the same label (classifiers), or within
+    ``1e-3`` of the predictions' standard deviation (regressors). ``max_diff`` / ``max_mean_diff``:
+    largest and mean absolute difference of the score (the positive-class probability; the top
+    class's for multiclass) or, for regressors, of the prediction divided by the predictions'
+    standard deviation. The graph computes the preprocessing in float64 like scikit-learn and
+    the estimator in float32, so real differences are ~1e-7; a broken translation shows as
+    whole labels and probabilities off.
+    """
+
+    min_agreement: float = 0.999
+    max_diff: float = 0.05
+    max_mean_diff: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must be in [0, 1], got {self.min_agreement}")
+        if self.max_diff < 0 or self.max_mean_diff < 0:
+            raise ValueError("max_diff and max_mean_diff must be >= 0")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tolerance:
+        return cls(
+            min_agreement=float(data["min_agreement"]),
+            max_diff=float(data["max_diff"]),
+            max_mean_diff=float(data["max_mean_diff"]),
+        )
+
+
+@dataclass(frozen=True)
+class Parity:
+    """How onnxruntime's answers compare with scikit-learn's on ``rows`` rows."""
+
+    rows: int
+    agreement: float
+    max_diff: float
+    mean_diff: float
+    task: str
+    tolerance: Tolerance = field(default_factory=Tolerance)
+
+    @property
+    def failures(self) -> list[str]:
+        """What is out of tolerance, one phrase each (empty when parity holds)."""
+        tol = self.tolerance
+        out = []
+        what = "labels agree on" if self.task == "classification" else "predictions agree on"
+        if not self.agreement >= tol.min_agreement:
+            out.append(f"{what} {self.agreement:.2%} of rows < {tol.min_agreement:.2%}")
+        if not self.max_diff <= tol.max_diff:
+            out.append(f"max {self.unit} diff {self.max_diff:.3g} > {tol.max_diff:g}")
+        if not self.mean_diff <= tol.max_mean_diff:
+            out.append(f"mean {self.unit} diff {self.mean_diff:.3g} > {tol.max_mean_diff:g}")
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def unit(self) -> str:
+        return "score" if self.task == "classification" else "relative"
+
+    def summary(self) -> str:
+        """``labels agree on 100.00% of 2,000 rows, max score diff 2.5e-07, mean 3.2e-08``."""
+        what = "labels" if self.task == "classification" else "predictions"
+        return (
+            f"{what} agree on {self.agreement:.2%} of {self.rows:,} rows, max {self.unit} diff "
+            f"{self.max_diff:.2g}, mean {self.mean_diff:.2g}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "agreement": self.agreement,
+            "max_diff": self.max_diff,
+            "mean_diff": self.mean_diff,
+            "diff_of": (
+                "score (probability)"
+                if self.task == "classification"
+                else "prediction / std of predictions"
+            ),
+            "passed": self.passed,
+            "tolerance": self.tolerance.to_dict(),
+        }
+
+
+def compare(
+    model: LoadedModel,
+    session: OnnxSession,
+    columns: Mapping[str, np.ndarray],
+    tolerance: Tolerance,
+) -> Parity:
+    """Parity of ``session`` with the scikit-learn path of ``model`` on ``columns``."""
+    expected, expected_score = model.predict(columns, runtime="sklearn")
+    got, got_score = model.answer(session.run(columns))
+    rows = len(expected)
+    if rows == 0:
+        raise ServingError("parity needs at least one row", status=500)
+    if model.task == "classification" and expected_score is not None and got_score is not None:
+        agreement = float(np.mean(expected == got))
+        diff = np.abs(expected_score - got_score)
+    else:
+        spread = float(np.std(expected)) or 1.0
+        diff = np.abs(expected - got) / spread
+        agreement = float(np.mean(diff <= 1e-3))
+    finite = diff[np.isfinite(diff)]
+    worst = float(finite.max()) if len(finite) == len(diff) else math.inf
+    mean = float(finite.mean()) if len(finite) == len(diff) else math.inf
+    return Parity(
+        rows=rows,
+        agreement=agreement,
+        max_diff=worst,
+        mean_diff=mean,
+        task=model.task,
+        tolerance=tolerance,
+    )
+
+
+# -- the session ----------------------------------------------------------------------------------
+class OnnxSession:
+    """An onnxruntime ``InferenceSession`` over an exported graph (one intra-op thread).
+
+    :meth:`run` takes what :meth:`LoadedModel.predict` takes (float64 numeric columns with NaN,
+    object categorical columns with None) and returns float64: the class probabilities
+    ``[N, classes]`` of a classifier, the predictions ``[N]`` of a regressor.
+    """
+
+    def __init__(
+        self, model: bytes, features: Sequence[FeatureSpec], *, task: str, where: str
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise MissingExtraError(exc.name or "onnxruntime", "onnx") from exc
+        from kyklos.serving.onnx_graph import OUTPUT_PREDICTION, OUTPUT_PROBABILITIES
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ServingError(
+                f"{where}: onnxruntime cannot load the ONNX graph: {_one_line(exc)}", status=500
+            ) from exc
+        self.where = where
+        declared = {i.name: i.type for i in self._session.get_inputs()}
+        wanted = {
+            f.name: "tensor(double)" if f.kind == "numeric" else "tensor(string)" for f in features
+        }
+        if declared != wanted:
+            raise ServingError(
+                f"{where}: the ONNX graph's inputs {sorted(declared.items())} are not the "
+                f"model's features {sorted(wanted.items())}",
+                status=409,
+            )
+        self._numeric = tuple(f.name for f in features if f.kind == "numeric")
+        self._categorical = tuple(f.name for f in features if f.kind != "numeric")
+        self._output = OUTPUT_PROBABILITIES if task == "classification" else OUTPUT_PREDICTION
+        names = [o.name for o in self._session.get_outputs()]
+        if self._output not in names:
+            raise ServingError(
+                f"{where}: the ONNX graph has no output {self._output!r}", status=409
+            )
+        self._outputs = [self._output]
+        self._regression = task != "classification"
+
+    def run(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Outputs for validated numpy columns (see the class docstring)."""
+        feeds: dict[str, np.ndarray] = {}
+        name = ""
+        try:
+            for name in self._numeric:
+                feeds[name] = np.asarray(columns[name], dtype=np.float64).reshape(-1, 1)
+            for name in self._categorical:
+                values = columns[name]
+                missing = np.equal(values, None)  # type: ignore[call-overload]
+                if missing.any():
+                    values = np.where(missing, "", values)
+                feeds[name] = values.reshape(-1, 1)
+        except KeyError as exc:
+            raise ServingError(
+                f"feature {name!r} is missing from the input of {self.where}",
+                field=name,
+                status=422,
+            ) from exc
+        out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
+        return out.reshape(-1) if self._regression else out
+
+
+# -- the sample -----------------------------------------------------------------------------------
+def columns_from_table(table: pa.Table, features: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+    """A sample table as predict takes it (float64 with NaN; object with None)."""
+    import pyarrow as pa
+
+    columns: dict[str, np.ndarray] = {}
+    for spec in features:
+        column = table.column(spec.name)
+        if spec.kind == "numeric":
+            filled = column.cast(pa.float64()).fill_null(math.nan)
+            columns[spec.name] = np.asarray(filled.to_numpy(), dtype=np.float64)
+        else:
+            columns[spec.name] = np.asarray(column.to_pylist(), dtype=object)
+    return columns
+
+
+# -- loading --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Export:
+    record: dict[str, Any]
+    model: bytes
+    sample: pa.Table
+
+
+class _Unusable(Exception):
+    """The export cannot be used; the message says why."""
+
+
+def _read_record(project: Project, model_name: str, version: int) -> dict[str, Any] | None:
+    """The parity record of the export of ``model_name`` v``version``, or None."""
+    from kyklos.store import ArtifactStore
+
+    store = ArtifactStore(project.artifacts_uri)
+    key = export_keys(model_name, version)["record"]
+    if not store.exists(key):
+        return None
+    try:
+        record = json.loads(store.get_bytes(key))
+    except (ValueError, KyklosError, OSError) as exc:
+        raise _Unusable(f"its record {store.uri(key)} cannot be read: {_one_line(exc)}") from exc
+    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
+        raise _Unusable(f"its record {store.uri(key)} is not a {EXPORT_FORMAT} record")
+    return record
+
+
+def use_onnx(
+    project: Project, version: ModelVersion, model: LoadedModel, *, required: bool
+) -> None:
+    """Serve ``model`` with onnxruntime if the version's export passes every check (see the
+    module docstring); otherwise record why it keeps scikit-learn, or raise
+    :class:`~kyklos.errors.ServingError` (409) when ``required``."""
+    where = f"{model.name} v{model.version}"
+    try:
+        session, parity = _open(project, version, model, where)
+    except _Unusable as exc:
+        reason = f"ONNX export of {where} not used: {exc}"
+        if required:
+            raise ServingError(
+                f"serve.runtime is onnx, but {reason}. Hint: export it with `kyklos models "
+                f"export v{model.version} --format onnx`, or serve with --runtime auto",
+                field="runtime",
+                status=409,
+            ) from exc
+        if not str(exc).startswith("there is none"):
+            log.warning("%s; serving it with scikit-learn", reason)
+        model.use_sklearn(reason)
+        return
+    model.use_onnx(session, parity=parity.to_dict())
+    log.info("%s served with onnxruntime (%s)", where, parity.summary())
+
+
+def _open(
+    project: Project, version: ModelVersion, model: LoadedModel, where: str
+) -> tuple[OnnxSession, Parity]:
+    record = _read_record(project, version.model_name, version.version)
+    if record is None:
+        raise _Unusable(
+            f"there is none (make one with `kyklos models export v{version.version} --format onnx`)"
+        )
+    if record.get("model_hash") != version.model_hash:
+        raise _Unusable(
+            f"it was made from model hash {record.get('model_hash')}, the version's is "
+            f"{version.model_hash}. Hint: export it again"
+        )
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise _Unusable(
+            "onnxruntime is not installed. Install it with: pip install 'kyklos[onnx]'"
+        ) from exc
+    export = _read_files(project, version, record)
+    try:
+        session = OnnxSession(export.model, model.features, task=model.task, where=where)
+        tolerance = Tolerance.from_dict(record["tolerance"])
+        parity = compare(
+            model, session, columns_from_table(export.sample, model.features), tolerance
+        )
+    except (KyklosError, KeyError, TypeError, ValueError) as exc:
+        raise _Unusable(_one_line(exc)) from exc
+    if not parity.passed:
+        raise _Unusable(
+            f"at load it disagrees with scikit-learn on its sample: {'; '.join(parity.failures)} "
+            f"({parity.summary()})"
+        )
+    return session, parity
+
+
+def _read_files(project: Project, version: ModelVersion, record: Mapping[str, Any]) -> _Export:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from kyklos.store import ArtifactStore
+
+    store = ArtifactStore(project.artifacts_uri)
+    keys = export_keys(version.model_name, version.version)
+    blobs: dict[str, bytes] = {}
+    for part, sha_field in (("model", "onnx_sha256"), ("sample", "sample_sha256")):
+        try:
+            data = store.get_bytes(keys[part])
+        except (KyklosError, OSError) as exc:
+            raise _Unusable(f"{store.uri(keys[part])} cannot be read: {_one_line(exc)}") from exc
+        found = hashlib.sha256(data).hexdigest()
+        if found != record.get(sha_field):
+            raise _Unusable(
+                f"{store.uri(keys[part])} changed since the export (sha256 {found}, recorded "
+                f"{record.get(sha_field)})"
+            )
+        blobs[part] = data
+    try:
+        sample = pq.read_table(io.BytesIO(blobs["sample"]))
+    except (pa.ArrowException, OSError) as exc:  # pragma: no cover - the sha256 matched
+        raise _Unusable(f"its sample cannot be read: {_one_line(exc)}") from exc
+    return _Export(record=dict(record), model=blobs["model"], sample=sample)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

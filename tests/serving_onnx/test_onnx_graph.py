@@ -93,3 +93,31 @@ def test_a_model_that_is_not_a_kyklos_pipeline_is_refused() -> None:
         build_onnx(
             model, (FeatureSpec("x", "numeric", False),), task="classification", where="m v1"
         )
+
+
+def test_multiclass_probabilities_match_sklearn() -> None:
+    import onnxruntime as ort
+
+    frame = _frame(rows=600, seed=5).drop(columns=["empty"])
+    frame["y"] = np.digitize(frame["x"].fillna(0.0), [-0.5, 0.5])  # three classes
+    model = build_model(
+        estimator="sklearn.ensemble.HistGradientBoostingClassifier",
+        params={"max_iter": 20},
+        preprocessing=PreprocessingConfig(encode="ordinal"),
+        numeric=["x"],
+        categorical=["colour"],
+        seed=0,
+    )
+    fit_model(model, frame[["x", "colour"]], frame["y"], seed=0)
+    features = (FEATURES[0], FEATURES[2])
+    graph = build_onnx(model, features, task="classification", where="tiny v1")
+    session = ort.InferenceSession(graph.model, providers=["CPUExecutionProvider"])
+    feeds = {
+        "x": frame["x"].to_numpy(np.float64).reshape(-1, 1),
+        "colour": frame["colour"].fillna("").to_numpy(object).reshape(-1, 1),
+    }
+    label, proba = session.run(["label", "probabilities"], feeds)
+    expected = model.predict_proba(frame[["x", "colour"]])
+    assert proba.shape == (600, 3)
+    np.testing.assert_allclose(proba, expected, atol=1e-5)
+    np.testing.assert_array_equal(label, model.predict(frame[["x", "colour"]]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,37 @@ def test_server_runtime_sklearn_turns_onnx_off(onnx_project: Path) -> None:
         server.stop()
     assert "runtime: sklearn" in server.banner
     assert (info["runtime"], info["runtime_reason"], info["parity"]) == ("sklearn", None, None)
+
+
+def test_server_with_a_tampered_export_serves_sklearn_and_says_why(
+    onnx_project: Path, project: Project
+) -> None:
+    path = export_path(project, 1, "model")
+    original = path.read_bytes()
+    tampered = bytearray(original)
+    tampered[len(tampered) // 2] ^= 0x01
+    path.write_bytes(bytes(tampered))
+    try:
+        server = start_server(onnx_project, wait=False)
+    finally:
+        path.write_bytes(original)
+    try:
+        assert server.proc.stderr is not None
+        said = server.proc.stderr.readline()
+        assert "runtime: sklearn" in server.banner
+        assert said.startswith("kyklos serve: ONNX export of ")
+        assert "model.onnx changed since the export" in said
+        assert said.rstrip().endswith("; serving with scikit-learn")
+        with server.client() as client:
+            deadline = time.monotonic() + 60
+            while client.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline, "kyklos serve never became ready"
+                time.sleep(0.05)
+            info = client.get("/model").json()["model"]
+    finally:
+        server.stop()
+    assert info["runtime"] == "sklearn" and info["parity"] is None
+    assert "model.onnx changed since the export" in info["runtime_reason"]
 
 
 def serve_once(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -231,12 +231,15 @@ def _run_story(
     hotfix_done = False
     t_start = time.monotonic()
     deadline = t_start + settings.deadline
-    timings: dict[str, float | None] = {}
+    timings: dict[str, float] = {}
     windows = _Windows(project, db)
     while time.monotonic() < deadline:
         tick = loop.tick()
-        for line in windows.new_lines():
-            out(line)
+        for text in windows.new_lines():
+            out(text)
+        if windows.first_drift is not None:
+            result.drift_detected = True
+            timings.setdefault("drift_detected", windows.first_drift)
         for event in read_events(db, project.name, after_id=seen, limit=None):
             seen = event.id
             line = _narrate(event)
@@ -249,8 +252,7 @@ def _run_story(
                 event.kind == "loop.triggered"
                 and event.payload.get("trigger") != "champion_changed"
             ):
-                result.drift_detected = True
-                timings.setdefault("detected", now)
+                timings.setdefault("retrain_triggered", now)
             elif event.kind == "loop.trained":
                 result.retrained_version = result.retrained_version or event.payload.get("version")
                 timings.setdefault("challenger_registered", now)
@@ -287,7 +289,7 @@ def _run_story(
         key: (round(value - onset, 1) if onset is not None else None)
         for key, value in timings.items()
     }
-    result.timings["drift_onset_s"] = round(onset - t_start, 1) if onset is not None else None
+    result.timings["drift_onset_s"] = None if onset is None else round(onset - t_start, 1)
     if onset is not None and timings:
         out(
             "  from drift onset: "
@@ -310,6 +312,7 @@ class _Windows:
         self.seen = 0
         self.verdicts: dict[int | None, str] = {}
         self.count = 0
+        self.first_drift: float | None = None  # monotonic time the first drift was seen
 
     def new_lines(self) -> list[str]:
         lines = []
@@ -320,6 +323,8 @@ class _Windows:
             self.count += 1
             result = stored.result
             version = stored.model_version
+            if result.dataset_drift and self.first_drift is None:
+                self.first_drift = time.monotonic()
             if self.verdicts.get(version) == result.verdict:
                 continue
             self.verdicts[version] = result.verdict
@@ -533,7 +538,8 @@ def _quality(
     columns = {
         f.name: table.column("f." + f.name).to_numpy(zero_copy_only=False) for f in first.features
     }
-    _, baseline = first.predict(columns)
+    _, scores = first.predict(columns)
+    assert scores is not None  # a binary classifier
     served = table.column("score").to_numpy(zero_copy_only=False)
     y = table.column("label").to_numpy(zero_copy_only=False)
     versions = table.column("version").to_numpy(zero_copy_only=False)
@@ -567,8 +573,8 @@ def _quality(
         base = compute_metrics(
             "classification",
             y[mask],
-            y_pred=(baseline[mask] >= 0.5),
-            y_score=baseline[mask],
+            y_pred=(scores[mask] >= 0.5),
+            y_score=scores[mask],
             metrics=["roc_auc"],
         )
         by = sorted({int(v) for v in versions[mask]})

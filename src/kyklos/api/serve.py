@@ -48,6 +48,7 @@ def serve(
     from kyklos.serving.app import ServeOptions
     from kyklos.serving.auth import TOKEN_ENV, is_loopback, resolve_token
     from kyklos.serving.model import load_version
+    from kyklos.serving.onnx_runtime import NO_EXPORT
     from kyklos.serving.server import bind_socket, run_server
 
     loaded = project if isinstance(project, Project) else load_project(project)
@@ -81,6 +82,8 @@ def serve(
         f"{', token required' if secret else ''}"
         f"{f', {workers} workers' if workers > 1 else ''})\n"
     )
+    if model.runtime_reason and NO_EXPORT not in model.runtime_reason:
+        sys.stderr.write(f"kyklos serve: {model.runtime_reason}; serving with scikit-learn\n")
     sys.stderr.flush()
     controller = _start_loop(loaded) if loop else None
     try:

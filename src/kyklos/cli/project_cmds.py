@@ -54,7 +54,7 @@ def demo(
         bool, typer.Option("--json", help="print a JSON summary at the end")
     ] = False,
 ) -> None:
-    """Train, cache, version, gate, promote, refuse, roll back and reproduce — narrated."""
+    """The closed loop, live: serve, replay drifting traffic, retrain, canary, promote, roll back."""
     from pathlib import Path
 
     from kyklos.api.demo import DEMO_MARKER, run_demo
@@ -63,6 +63,6 @@ def demo(
     target = Path(directory)
     replace = force or (target / DEMO_MARKER).exists()
     say = (lambda _text: None) if as_json else (lambda text: console().print(text, soft_wrap=True))
-    result = run_demo(target, fast=fast, force=replace, say=say)
+    result = run_demo(target, fast=fast, force=replace, say=say, show=console().print)
     if as_json:
         emit(result, as_json=True, human=lambda _d: None)

@@ -1,14 +1,17 @@
 """Live comparison of two model versions on the same traffic, from the prediction log.
 
-The figures behind every loop decision: how many rows each arm answered since a moment, how
-many of them have labels, and the project's metrics on those labelled rows.
+The figures behind every loop decision. Traffic changes by the hour (summer storms, rush
+hours): comparing two models on different rows mostly measures the rows. So the decision is
+**paired**: on every labelled row either version answered live, the other version's answer is
+computed now from the logged features, and both are scored on exactly the same rows
+(:func:`paired`).
 
-* During a **canary**, the champion's rows (``arm="champion"``) and the canary's
-  (``arm="canary"``) are different requests from the same period and the same traffic.
-* During a **shadow** rollout both versions predicted the very same rows: the comparison is
-  restricted to the rows both answered.
-* After a **promotion**, the new champion's labelled rows since the promotion are compared with
-  the previous champion's labelled rows before it (``compare_periods``).
+* During a **canary** the champion's rows (``arm="champion"``) and the canary's
+  (``arm="canary"``) together form the paired set; each arm's figures on its own live rows
+  are kept alongside (``live``).
+* During a **shadow** rollout both versions answered the very same rows already.
+* After a **promotion** (``compare_periods``), the new champion's labelled rows since the
+  switch are scored with the previous champion too: the check that decides a rollback.
 
 ``verdict`` is ``better``/``same``/``worse`` from :func:`kyklos.monitoring.performance.metric_drop`
 on the watched metric, or ``undecided`` while a minimum (rows, labels, time) is not met; the

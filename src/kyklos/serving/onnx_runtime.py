@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPORT_FORMAT",
+    "NO_EXPORT",
     "RUNTIMES",
     "OnnxSession",
     "Parity",
@@ -63,6 +64,8 @@ log = logging.getLogger("kyklos.serving")
 EXPORT_FORMAT = "kyklos.onnx-export/1"
 #: Values of ``serve.runtime`` / ``kyklos serve --runtime``.
 RUNTIMES = ("auto", "sklearn", "onnx")
+#: In ``runtime_reason`` when the version simply has no export (nothing to warn about).
+NO_EXPORT = "there is none"
 
 
 def export_keys(model_name: str, version: int) -> dict[str, str]:
@@ -341,8 +344,9 @@ def use_onnx(
                 field="runtime",
                 status=409,
             ) from exc
-        if not str(exc).startswith("there is none"):
-            log.warning("%s; serving it with scikit-learn", reason)
+        # info, not warning: at start-up no handler is set yet, and the first stderr line of
+        # `kyklos serve` is its address; api.serve prints the reason after it (see NO_EXPORT)
+        log.info("%s; serving it with scikit-learn", reason)
         model.use_sklearn(reason)
         return
     model.use_onnx(session, parity=parity.to_dict())
@@ -355,7 +359,7 @@ def _open(
     record = _read_record(project, version.model_name, version.version)
     if record is None:
         raise _Unusable(
-            f"there is none (make one with `kyklos models export v{version.version} --format onnx`)"
+            f"{NO_EXPORT} (make one with `kyklos models export v{version.version} --format onnx`)"
         )
     if record.get("model_hash") != version.model_hash:
         raise _Unusable(

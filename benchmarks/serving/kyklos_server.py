@@ -8,8 +8,13 @@
 - ``nofsync``: the log is written but not fsynced (what the fsync costs);
 - ``off``: nothing is appended (what the whole log costs: record building, group commit, fsync).
 
-The switch is applied at import time, so the spawned worker processes (which import this file
-as their ``__mp_main__``) get it too.
+``BENCH_PATHS=slow`` (benchmarking only) serves without this issue's two fast paths, to show
+what they bring in the same run: requests go through FastAPI's routing (no
+:class:`~kyklos.serving.fastpath.FastPath`) and the model's preprocessing through scikit-learn
+and pandas (no :mod:`kyklos.serving.compiled`).
+
+The switches are applied at import time, so the spawned worker processes (which import this
+file as their ``__mp_main__``) get them too.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ elif _MODE == "off":
     predlog_writer.LogWriter.append_async = _skip  # type: ignore[method-assign]
 elif _MODE != "on":
     raise SystemExit(f"BENCH_LOG={_MODE!r}: expected on, nofsync or off")
+
+if os.environ.get("BENCH_PATHS", "fast") == "slow":
+    from kyklos.serving import compiled, fastpath
+
+    compiled.compile_preprocess = lambda model, features: None  # type: ignore[assignment]
+    fastpath.FastPath = lambda app: app  # type: ignore[assignment,misc]
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ Contenders (``--only`` takes these names):
 - ``kyklos``: ``kyklos serve`` with 1 worker; ``kyklos-2w``: 2 workers; ``kyklos-2w-nofsync``
   and ``kyklos-2w-nolog``: 2 workers with the prediction log not fsynced / not written
   (benchmark-only switches of ``kyklos_server.py``). Validation and the log stay on otherwise.
+  ``kyklos-2w-slowpaths``: 2 workers without the raw-ASGI fast path and without the numpy
+  preprocessing (FastAPI routing, scikit-learn + pandas per batch), for comparison.
 - ``mlflow``: ``mlflow models serve --env-manager local`` of the same MLflow model folder.
 - ``naive``: a FastAPI app with a pydantic model of the features and
   ``predict_proba(pd.DataFrame([row]))`` (``apps.py``).
@@ -53,6 +55,7 @@ CONTENDERS = (
     "kyklos-2w",
     "kyklos-2w-nofsync",
     "kyklos-2w-nolog",
+    "kyklos-2w-slowpaths",
     "mlflow",
     "naive",
     "bare-predict",
@@ -174,7 +177,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(
-    name: str, project: Path, model_dir: Path, features: list[tuple[str, str]]
+    name: str, project: Path, model_dir: Path, features: list[tuple[str, str]], row: bytes
 ) -> Iterator[str]:
     """Start contender ``name``; yield its base URL once it answers; stop it (SIGTERM)."""
     port = free_port()
@@ -187,6 +190,7 @@ def running(
         env["BENCH_LOG"] = (
             "nofsync" if name.endswith("nofsync") else "off" if name.endswith("nolog") else "on"
         )
+        env["BENCH_PATHS"] = "slow" if name.endswith("slowpaths") else "fast"
         cmd = [sys.executable, str(HERE / "kyklos_server.py"), str(project), str(port), workers]
     elif name == "mlflow":
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
@@ -203,7 +207,7 @@ def running(
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if probe == "/":
-                    if httpx.post(url + "/", content=b"{}", timeout=5).status_code == 200:
+                    if httpx.post(url + "/", content=row, timeout=5).status_code == 200:
                         break
                 elif httpx.get(url + probe, timeout=5).status_code == 200:
                     break
@@ -338,7 +342,13 @@ def main() -> None:
     results: list[Result] = []
     loads: list[float] = []
     for name in chosen:
-        with running(name, project, model_dir, features) as url:
+        try:
+            server = running(name, project, model_dir, features, json.dumps(rows[0]).encode())
+            url = server.__enter__()
+        except RuntimeError as exc:
+            print(f"{name}: skipped: {exc}", flush=True)
+            continue
+        try:
             for many, conns in [(False, c) for c in args.connections.split(",")] + [
                 (True, c) for c in args.many_connections.split(",")
             ]:
@@ -356,6 +366,8 @@ def main() -> None:
                     f"p50 {p50:7.2f} ms  p99 {p99:8.2f} ms  errors {errors}  (load {loads[-1]:.1f})",
                     flush=True,
                 )
+        finally:
+            server.__exit__(None, None, None)
     print("\n" + table(results))
     report = {
         "machine": machine(),

@@ -103,7 +103,7 @@ _FULL = _Settings(
 )
 _FAST = _Settings(
     train_rows=20_000,
-    replay_rows=50_000,
+    replay_rows=80_000,
     rows_per_request=40,
     requests_per_second=25.0,
     label_delay=1.0,
@@ -229,8 +229,8 @@ def _run_story(
     db = open_db(project.db_url)
     seen = 0
     hotfix_done = False
-    t_start = time.monotonic()
-    deadline = t_start + settings.deadline
+    t_start = time.time()
+    deadline = time.monotonic() + settings.deadline
     timings: dict[str, float] = {}
     windows = _Windows(project, db)
     while time.monotonic() < deadline:
@@ -247,7 +247,7 @@ def _run_story(
                 continue
             result.events.append(f"{event.kind}: {event.message}")
             out(line)
-            now = time.monotonic()
+            now = event.at.timestamp()  # when it happened, not when the demo read it
             if (
                 event.kind == "loop.triggered"
                 and event.payload.get("trigger") != "champion_changed"
@@ -312,7 +312,7 @@ class _Windows:
         self.seen = 0
         self.verdicts: dict[int | None, str] = {}
         self.count = 0
-        self.first_drift: float | None = None  # monotonic time the first drift was seen
+        self.first_drift: float | None = None  # when the first drifted window was stored
 
     def new_lines(self) -> list[str]:
         lines = []
@@ -324,7 +324,7 @@ class _Windows:
             result = stored.result
             version = stored.model_version
             if result.dataset_drift and self.first_drift is None:
-                self.first_drift = time.monotonic()
+                self.first_drift = stored.created_at.timestamp()
             if self.verdicts.get(version) == result.verdict:
                 continue
             self.verdicts[version] = result.verdict
@@ -430,7 +430,7 @@ class _Traffic:
                 if self._stop.is_set():
                     return
                 if i == self.summer_at and self.drift_onset is None:
-                    self.drift_onset = time.monotonic()
+                    self.drift_onset = time.time()
                 try:
                     response = client.post(
                         "/predict",
@@ -647,6 +647,11 @@ def _write_config(root: Path, settings: _Settings) -> None:
     # use later; the weather, the route, the carrier and the hour of day carry the signal
     config["data"]["drop"] = ["arr_delay", "day", "month", "minute"]
     config["gates"] = ["roc_auc >= 0.60"]
+    # the loop retrains on winter rows plus the newest labelled traffic; a time split would
+    # hold the newest rows out for testing and train on the winter plus a few days of summer,
+    # whose weather then stands in for the date (measured: ROC AUC 0.61 in June, against 0.74
+    # when the model sees all of it). The live canary is the honest test here.
+    config["evaluate"]["split"] = {"method": "random", "test_size": 0.2}
     config["serve"] = {
         "rollout": {
             "strategy": "canary",

@@ -33,7 +33,7 @@ def logs(
         int | None, typer.Option("--version", help="only this model version")
     ] = None,
     arm: Annotated[
-        str | None, typer.Option("--arm", help="only this arm: champion, challenger or shadow")
+        str | None, typer.Option("--arm", help="only this arm: champion, canary or shadow")
     ] = None,
     limit: Annotated[
         int | None,

@@ -47,7 +47,7 @@ FORMAT_VERSION = "1"
 PREDICTIONS = "predictions"
 LABELS = "labels"
 FEATURE_PREFIX = "f."
-ARMS = ("champion", "challenger", "shadow")
+ARMS = ("champion", "canary", "shadow", "challenger")  # challenger: the name before canary
 ENDPOINTS = ("predict", "invocations", "v2-infer", "batch")
 TS_TYPE = pa.timestamp("us", tz="UTC")
 

@@ -94,13 +94,30 @@ def bin_edges(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> np.ndarray:
     the next float above the max, so that the upper open bin holds only values above the max
     (a constant column gets three bins: below, equal, above).
 
+    When values repeat so much that a quarter of the quantiles or more coincide (a column
+    that is mostly zeros), the bins they would have taken go to the quantiles of the other values (whose minimum is an
+    edge, so each repeated value keeps a bin of its own): the rest of the distribution is not
+    squeezed into a few wide bins.
+
     >>> bin_edges(np.array([3.0, 3.0]))[0], len(bin_edges(np.array([3.0, 3.0])))
     (np.float64(3.0), 2)
+    >>> mostly_zeros = np.concatenate([np.zeros(90), np.arange(1.0, 11.0)])
+    >>> bin_edges(mostly_zeros, 5).tolist()[:-1]  # the quantiles alone: [0.0, 10.0]
+    [0.0, 1.0, 3.25, 5.5, 7.75, 10.0]
     """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return np.empty(0, dtype=np.float64)
     edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, n_bins + 1)))
+    if len(edges) < 0.75 * (n_bins + 1):  # a quarter of the bins or more collapsed
+        distinct, counts = np.unique(finite, return_counts=True)
+        if len(distinct) > len(edges):
+            heavy = distinct[counts * n_bins >= finite.size]  # each holds a bin's worth or more
+            rest = finite[~np.isin(finite, heavy)]
+            if rest.size:
+                levels = np.linspace(0.0, 1.0, max(n_bins - len(heavy), 1) + 1)
+                found = np.quantile(rest, levels)
+                edges = np.unique(np.concatenate([edges, heavy, found]))
     return np.append(edges, np.nextafter(edges[-1], np.inf))
 
 

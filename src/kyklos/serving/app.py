@@ -15,7 +15,7 @@ Endpoints::
     GET  /health        liveness;  GET /ready: a model is loaded
     GET  /metrics       Prometheus text (one CollectorRegistry per app)
     GET  /model         the serving model version and its features
-    POST /admin/reload  look at the champion alias now (token when set)
+    POST /admin/reload  look at the champion alias and the active rollout now (token when set)
     /v2/...             Open Inference Protocol (KServe V2) REST, see kyklos.serving.v2
 
 Every client mistake is a 4xx JSON body ``{"error": {"message", "field", "expected"?}}``:
@@ -163,6 +163,18 @@ class _Metrics:
         self.swaps = Counter(
             "kyklos_model_swaps", "Hot swaps of the serving model", registry=self.registry
         )
+        self.fallbacks = Counter(
+            "kyklos_rollout_fallbacks",
+            "Canary requests the champion answered because the challenger could not",
+            ("model", "version"),
+            registry=self.registry,
+        )
+        self.shadow_failures = Counter(
+            "kyklos_shadow_failures",
+            "Shadow predictions that failed (the answers given were not affected)",
+            ("model", "version"),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, model: str, version: str, endpoint: str, status: int, seconds: float) -> None:
@@ -274,6 +286,8 @@ class ServingState:
             max_batch_rows=self.options.max_batch_rows,
             max_wait_ms=self.options.max_wait_ms,
         )
+        if old is not None:  # before labelling the new arm: both may have the same labels
+            self._unlabel(old)
         self.arm = ChallengerArm(rollout_id, strategy, fraction, model, batcher)
         self.metrics.model_info.labels(model.name, str(model.version), strategy).set(1)
         if old is not None:
@@ -283,12 +297,47 @@ class ServingState:
         """Stop the challenger arm (the rollout ended); requests in flight finish on it."""
         old, self.arm = self.arm, None
         if old is not None:
+            self._unlabel(old)
             await self._retire(old)
 
-    async def _retire(self, arm: ChallengerArm) -> None:
+    def _unlabel(self, arm: ChallengerArm) -> None:
         with contextlib.suppress(KeyError):
             self.metrics.model_info.remove(arm.model.name, str(arm.model.version), arm.strategy)
+
+    async def _retire(self, arm: ChallengerArm) -> None:
+        # shadow copies already under way are predicted; later ones are skipped, not failed
+        if self._shadow_tasks:
+            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+        arm.retired = True
         await arm.batcher.close()
+
+    def rollout_info(self) -> dict[str, Any] | None:
+        """The rollout arm for ``/model``: serving (with its counters), or absent with the reason
+        its challenger failed to load; None without an active rollout."""
+        arm = self.arm
+        if arm is not None:
+            return {
+                "rollout_id": arm.rollout_id,
+                "strategy": arm.strategy,
+                "fraction": arm.fraction,
+                "version": arm.model.version,
+                "serving": True,
+                "requests": arm.requests,
+                "fallbacks": arm.fallbacks,
+                "shadow_failures": arm.shadow_failures,
+                "last_error": arm.last_error,
+            }
+        failed = self.watcher.failed_rollout if self.watcher is not None else None
+        if failed is None:
+            return None
+        return {
+            "rollout_id": failed.id,
+            "strategy": failed.strategy,
+            "fraction": failed.fraction,
+            "version": failed.challenger_version,
+            "serving": False,
+            "load_error": self.watcher.challenger_error if self.watcher is not None else None,
+        }
 
     def shadow(
         self, arm: ChallengerArm, columns: Mapping[str, np.ndarray], n: int, record: dict[str, Any]
@@ -302,6 +351,8 @@ class ServingState:
         self, arm: ChallengerArm, columns: Mapping[str, np.ndarray], n: int, record: dict[str, Any]
     ) -> None:
         start = time.perf_counter()
+        if arm.retired:  # the rollout ended while this request was answered
+            return
         try:
             arm_columns = _columns_for(arm.model, record["_champion_features"], columns)
             prediction, score, version = await arm.batcher.submit(arm_columns, n)
@@ -323,6 +374,7 @@ class ServingState:
             arm.requests += 1
         except Exception as exc:  # the shadow never affects the answer already given
             arm.shadow_failures += 1
+            self.metrics.shadow_failures.labels(arm.model.name, str(arm.model.version)).inc()
             arm.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("shadow v%s: %s", arm.model.version, arm.last_error)
 
@@ -451,11 +503,14 @@ def create_app(
 
     @app.get("/model", tags=["health"])
     async def model_info() -> Response:
-        """The version serving and its features."""
+        """The version serving and its features, and the rollout arm while one is active."""
         payload: dict[str, Any] = {"model": state.current().to_dict()}
         watcher = state.watcher
         if watcher is not None and watcher.last_error is not None:
             payload["load_error"] = watcher.last_error
+        rollout = state.rollout_info()
+        if rollout is not None:
+            payload["rollout"] = rollout
         return _json(200, payload)
 
     @app.get("/metrics", tags=["health"])
@@ -467,14 +522,22 @@ def create_app(
 
     @app.post("/admin/reload", tags=["admin"])
     async def reload(request: Request) -> Response:
-        """Look at the champion alias now and swap if it moved (token when set)."""
+        """Look at the champion alias and the active rollout now (token when set)."""
         denied = _denied(state, request)
         if denied is not None:
             return denied
         if state.watcher is None:
             return error_response(409, "the champion watcher is off in this server")
         version = await state.watcher.check()
-        return _json(200, {"version": version, "load_error": state.watcher.last_error})
+        watcher = state.watcher
+        return _json(
+            200,
+            {
+                "version": version,
+                "load_error": watcher.last_error,
+                "challenger_error": watcher.challenger_error,
+            },
+        )
 
     from kyklos.serving.v2 import add_v2_routes
 
@@ -555,12 +618,15 @@ async def _answer(
     endpoint: str,
     start: float,
     routing_key: str | None = None,
+    *,
+    canary: bool = True,
 ) -> tuple[LoadedModel, np.ndarray, np.ndarray | None, int, int]:
     """Validate, predict through the batcher, log durably; the caller then answers.
 
     While a rollout is active, a canary request is answered by the challenger (the champion
     answers when the challenger cannot) and a shadow copy of every request goes to the
-    challenger after the answer is durable (see :mod:`kyklos.serving.rollout`).
+    challenger after the answer is durable (see :mod:`kyklos.serving.rollout`). ``canary=False``
+    (a request naming the champion's version) keeps the request on the champion.
     """
     model = state.current()
     columns: Mapping[str, np.ndarray]
@@ -572,7 +638,7 @@ async def _answer(
     arm = state.arm
     answered_by = "champion"
     outcome = None
-    if arm is not None and arm.takes(routing_key):
+    if canary and arm is not None and arm.takes(routing_key):
         try:
             arm_columns = _columns_for(arm.model, model.features, columns, parsed)
             outcome = await arm.batcher.submit(arm_columns, n)
@@ -581,6 +647,9 @@ async def _answer(
         except Exception as exc:  # the champion answers instead; counted, never a failure
             arm.fallbacks += 1
             arm.last_error = f"{type(exc).__name__}: {exc}"
+            state.metrics.fallbacks.labels(arm.model.name, str(arm.model.version)).inc()
+            if arm.fallbacks == 1:  # once per arm: the counter tells the rest
+                log.warning("canary v%s cannot answer: %s", arm.model.version, arm.last_error)
     if outcome is None:
         outcome = await batcher.submit(columns, n)
     prediction, score, version = outcome

@@ -274,7 +274,10 @@ def _categorical_block(
         raise _unsupported(where, "categorical columns need an imputer and an encoder")
     categories = [list(c) for c in encoder.categories_]
     placeholders = [f"c{j}" for j in range(len(names))]
-    out_names = [str(n) for n in encoder.get_feature_names_out(placeholders)]
+    try:
+        out_names = [str(n) for n in encoder.get_feature_names_out(placeholders)]
+    except ValueError as exc:  # an encoder fitted on named columns
+        raise _unsupported(where, f"its encoder's output columns are unknown ({exc})") from exc
     first = [c[0] for c in categories]
     blocks: list[str] = []
     width = 0
@@ -303,7 +306,8 @@ def _categorical_block(
         try:
             with warnings.catch_warnings():  # "unknown categories ... encoded as all zeros"
                 warnings.simplefilter("ignore", UserWarning)
-                encoded = np.asarray(encoder.transform(probe), dtype=np.float64)
+                out = encoder.transform(probe)
+                encoded = np.asarray(out.toarray() if hasattr(out, "toarray") else out, np.float64)
         except ValueError as exc:
             raise ServingError(
                 f"{where} cannot be exported: its encoder refuses categories unseen in training "

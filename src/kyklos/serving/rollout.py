@@ -12,7 +12,10 @@ While a rollout is active (see :mod:`kyklos.registry.rollouts`) the server holds
   request id, so labels join to both and the two versions are compared on the same rows.
 
 A failing challenger never fails a request: a canary request whose challenger prediction fails
-is answered by the champion instead (counted in ``fallbacks``).
+is answered by the champion instead (counted in ``fallbacks``; ``/model`` shows the arm's
+counters and last error, ``/metrics`` ``kyklos_rollout_fallbacks`` and
+``kyklos_shadow_failures``). A request for the champion's version by name (``/v2/models/{m}/
+versions/{v}/infer``) is never routed to the canary.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class ChallengerArm:
     fallbacks: int = 0
     shadow_failures: int = 0
     last_error: str | None = field(default=None)
+    retired: bool = False  # the rollout ended: shadow copies not yet queued are skipped
 
     @property
     def arm_name(self) -> str:

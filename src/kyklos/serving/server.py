@@ -9,8 +9,11 @@ new one. A version that fails to load leaves the old one serving; the failure is
 retried only when the alias moves again (or on ``POST /admin/reload``).
 
 The same poll reads the active rollout (:func:`kyklos.registry.rollouts.active_rollout`): when
-one starts, its challenger is loaded and joins as the canary or shadow arm; when it ends, the
-arm leaves (requests in flight on it finish first).
+one starts, its challenger is loaded and joins as the canary or shadow arm; when it ends (or its
+challenger became the champion), the arm leaves (requests in flight on it finish first). A
+challenger that fails to load leaves the champion serving alone: the arm of an earlier rollout
+leaves too, the failure is recorded (``serving.load_failed``, ``kyklos_model_load_failures``,
+``rollout.load_error`` on ``/model``) and retried on ``POST /admin/reload``, not by the poll.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kyklos.errors import KyklosError
 
 if TYPE_CHECKING:
+    from kyklos.registry.rollouts import Rollout
     from kyklos.serving.app import ServingState
 
 __all__ = ["ChampionWatcher", "bind_socket", "run_server"]
@@ -42,8 +46,9 @@ class ChampionWatcher:
         self.state = state
         self.interval = interval
         self.last_error: str | None = None
+        self.challenger_error: str | None = None  # why the active rollout's challenger is absent
+        self.failed_rollout: Rollout | None = None  # the rollout whose challenger failed to load
         self._failed: int | None = None  # the version that failed to load (not retried)
-        self._failed_rollout: int | None = None  # the rollout whose challenger failed to load
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -71,10 +76,10 @@ class ChampionWatcher:
         serving afterwards."""
         async with self._lock:
             version = await self._check_champion(retry=retry)
-            await self._check_rollout()
+            await self._check_rollout(retry=retry, champion=version)
             return version
 
-    async def _check_rollout(self) -> None:
+    async def _check_rollout(self, *, retry: bool, champion: int | None) -> None:
         from kyklos.registry.rollouts import active_rollout
         from kyklos.serving.model import load_version
         from kyklos.store import open_db
@@ -83,7 +88,11 @@ class ChampionWatcher:
         rollout = await asyncio.to_thread(
             active_rollout, open_db(project.db_url), project.registered_model
         )
+        if rollout is not None and rollout.challenger_version == champion:
+            rollout = None  # promoted while the rollout was active: nothing left to compare
         arm = self.state.arm
+        if rollout is None or (self.failed_rollout and self.failed_rollout.id != rollout.id):
+            self.failed_rollout = self.challenger_error = None
         if rollout is None:
             if arm is not None:
                 log.info("rollout %s ended: v%s leaves", arm.rollout_id, arm.model.version)
@@ -91,14 +100,19 @@ class ChampionWatcher:
             return
         if arm is not None and arm.rollout_id == rollout.id:
             return
-        if self._failed_rollout == rollout.id:
+        if self.failed_rollout is not None and not retry:
             return
         try:
             model = await asyncio.to_thread(load_version, project, rollout.challenger_version)
         except Exception as exc:
-            self._failed_rollout = rollout.id
+            self.failed_rollout = rollout
             reason = f"{type(exc).__name__}: {exc}"
-            self.last_error = f"challenger v{rollout.challenger_version}: {reason}"
+            self.challenger_error = f"challenger v{rollout.challenger_version}: {reason}"
+            self.state.metrics.load_failures.labels(
+                project.registered_model, str(rollout.challenger_version)
+            ).inc()
+            if arm is not None:  # the arm of an earlier rollout must not stand in for it
+                await self.state.clear_challenger()
             log.error("cannot load challenger v%s: %s", rollout.challenger_version, reason)
             await asyncio.to_thread(
                 self._event,
@@ -109,6 +123,7 @@ class ChampionWatcher:
                 {"version": rollout.challenger_version, "rollout_id": rollout.id},
             )
             return
+        self.failed_rollout = self.challenger_error = None
         await self.state.set_challenger(
             model, rollout_id=rollout.id, strategy=rollout.strategy, fraction=rollout.fraction
         )

@@ -267,6 +267,7 @@ async def _infer(
         endpoint=endpoint,
         start=start,
         routing_key=request.headers.get(ROUTING_HEADER),
+        canary=version is None,  # /versions/{v}/infer asked for the champion's version
     )
     outputs: list[dict[str, Any]] = []
     for output in parsed.outputs or _outputs_of(model):

@@ -31,7 +31,14 @@ if TYPE_CHECKING:  # pragma: no cover
         rollout_status,
         rollout_stop,
     )
-    from kyklos.api.models import alias_history, models_list, models_show, promote, rollback
+    from kyklos.api.models import (
+        alias_history,
+        export_model,
+        models_list,
+        models_show,
+        promote,
+        rollback,
+    )
     from kyklos.api.monitor import monitor_check, monitor_run, monitor_show
     from kyklos.api.pipeline import reproduce, run
     from kyklos.api.predict import predict_file
@@ -53,6 +60,7 @@ __all__ = [
     "data_show",
     "events",
     "explain_change",
+    "export_model",
     "init_project",
     "lineage_of",
     "load_project",
@@ -90,6 +98,7 @@ _LAZY = {
     "data_show": "kyklos.api.data",
     "events": "kyklos.api.loop",
     "explain_change": "kyklos.api.loop",
+    "export_model": "kyklos.api.models",
     "init_project": "kyklos.api.init",
     "lineage_of": "kyklos.api.data",
     "load_project": "kyklos.config",

@@ -4,9 +4,11 @@ merging, old profiles without sums, and the binning that sums a window's values 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from scipy.stats import wasserstein_distance
 
@@ -138,3 +140,21 @@ def test_bin_numeric_sums_equals_searchsorted(values: np.ndarray, n_edges: int) 
     assert missing == len(values) - len(finite)
     plain_counts, plain_missing = bin_numeric(values, edges)
     assert (counts.tolist(), missing) == (plain_counts.tolist(), plain_missing)
+
+
+@pytest.mark.parametrize("months", [(6, 7), (9,)], ids=["june-july", "september"])
+@pytest.mark.parametrize("n_bins", [20, 100], ids=["20-bins", "100-bins"])
+def test_flights_precipitation_against_scipy(
+    flights_path: Path, months: tuple[int, ...], n_bins: int
+) -> None:
+    """``precip`` is 93 % zeros in January–February (98.7 % in September) in steps of 0.01,
+    and summer rain goes past the winter maximum 0.32. Its quantile edges would collapse to
+    ``[0, 0.02, 0.32]``; the profile gives the other values the bins the zeros would take."""
+    table = pq.read_table(flights_path, columns=["month", "precip"])
+    month = table.column("month").to_numpy()
+    precip = table.column("precip").to_numpy(zero_copy_only=False).astype(np.float64)
+    ref, cur = precip[month <= 2], precip[np.isin(month, months)]
+    reference = profile_table(pa.table({"x": ref}), n_bins=n_bins)
+    assert len(reference["x"].edges) >= 10
+    exact = _exact(ref[np.isfinite(ref)], cur[np.isfinite(cur)])
+    assert _statistic(reference, cur) == pytest.approx(exact, rel=0.01, abs=0.005)

@@ -63,7 +63,7 @@ def test_serve_with_loop_rolls_back_a_bad_forced_champion(loop_project: Loop) ->
                     },
                 )
                 assert posted.status_code == 200, posted.text
-            _wait(lambda: registry.champion().version == 1)  # type: ignore[union-attr]
+            _wait(lambda: _champion(registry) == 1)
             _wait(lambda: client.get("/model").json()["model"]["version"] == 1)
     finally:
         server.stop()
@@ -73,3 +73,8 @@ def test_serve_with_loop_rolls_back_a_bad_forced_champion(loop_project: Loop) ->
 
 def _records(part: pa.Table, features: list[str]) -> list[dict[str, object]]:
     return [{name: row[name] for name in features} for row in part.to_pylist()]
+
+
+def _champion(registry: ModelRegistry) -> int | None:
+    champion = registry.champion()
+    return champion.version if champion is not None else None

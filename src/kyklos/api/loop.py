@@ -214,7 +214,7 @@ def explain_change(version: int | str, project: ProjectRef = None) -> dict[str, 
         "version": _version_summary(target),
         "previous": _version_summary(previous) if previous is not None else None,
         "metrics": _side_by_side(previous.metrics if previous else {}, target.metrics),
-        "gates": [g.to_dict() for g in target.gate_results],
+        "gates": _gates_side_by_side(previous, target),
         "data": None,
         "cycle": cycle.to_dict() if cycle is not None else None,
         "alias_changes": [
@@ -270,6 +270,19 @@ def _version_summary(version: Any) -> dict[str, Any]:
         "aliases": list(version.aliases),
         "gates_passed": version.gates_passed,
     }
+
+
+def _gates_side_by_side(previous: Any, target: Any) -> list[dict[str, Any]]:
+    """Each gate of ``target`` with how the previous champion fared on it."""
+    before = {g.gate: g for g in previous.gate_results} if previous is not None else {}
+    rows = []
+    for gate in target.gate_results:
+        row = gate.to_dict()
+        old = before.get(gate.gate)
+        row["previous_value"] = old.value if old is not None else None
+        row["previous_passed"] = old.passed if old is not None else None
+        rows.append(row)
+    return rows
 
 
 def _side_by_side(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:

@@ -295,6 +295,13 @@ def explain_change(
                 markup=False,
             )
             evidence = cycle["evidence"]
+            if evidence.get("metric") and evidence.get("current") is not None:
+                console().print(
+                    f"live {evidence['metric']} at the trigger: {evidence['current']:.4f} "
+                    f"(at training {evidence.get('reference') or float('nan'):.4f}) "
+                    f"in {evidence.get('window', '')}",
+                    markup=False,
+                )
             if evidence.get("features"):
                 console().print(
                     "drifted features at the trigger: " + ", ".join(evidence["features"]),
@@ -310,10 +317,16 @@ def explain_change(
         )
         table(
             (
-                (g["gate"], "pass" if g["passed"] else "FAIL", g.get("reason", ""))
+                (
+                    g["gate"],
+                    _fmt(g.get("previous_value")),
+                    _fmt(g.get("value")),
+                    {True: "pass", False: "FAIL", None: "skipped"}[g["passed"]],
+                    g.get("reason", ""),
+                )
                 for g in data["gates"]
             ),
-            ["gate", "result", "detail"],
+            ["gate", "before", "after", "result", "detail"],
             title="gates",
             empty="no gates configured",
         )

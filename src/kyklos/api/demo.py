@@ -130,7 +130,7 @@ def run_demo(
     from kyklos.config import load_project
 
     out = say or (lambda _text: None)
-    render = show or (lambda _obj: None)
+    render = show
     settings = _FAST if fast else _FULL
     started = time.perf_counter()
     root = Path(directory).resolve()
@@ -592,18 +592,38 @@ def _quality(
 
 
 def _report_quality(
-    out: Callable[[str], None], render: Callable[[Any], None], result: DemoResult
+    out: Callable[[str], None], render: Callable[[Any], None] | None, result: DemoResult
 ) -> None:
     if not result.quality:
         out("  not enough labelled traffic to compare")
         return
     base = next(k for k in result.quality[0] if k.startswith("roc_auc_v"))
+    if render is not None:
+        from rich.table import Table
+
+        table = Table(title="ROC AUC on the replayed traffic, once its labels arrived")
+        for name in ("period", "rows", "served by", "served", "first model, never retrained"):
+            table.add_column(name, justify="left" if name in ("period", "served by") else "right")
+        for row in result.quality:
+            delta = row["roc_auc_served"] - row[base]
+            style = "green" if delta > 0.005 else "red" if delta < -0.005 else ""
+            table.add_row(
+                row["period"],
+                f"{row['rows']:,}",
+                ", ".join(row["served_by"]),
+                f"[{style}]{row['roc_auc_served']:.3f}[/{style}]"
+                if style
+                else f"{row['roc_auc_served']:.3f}",
+                f"{row[base]:.3f}",
+            )
+        render(table)
+        return
     for row in result.quality:
         out(
-            f"  {row['period']:<28} {row['rows']:>7,} rows  served by {', '.join(row['served_by']):<10}"
-            f" ROC AUC {row['roc_auc_served']:.3f}   never-retrained v1: {row[base]:.3f}"
+            f"  {row['period']:<28} {row['rows']:>7,} rows  served by "
+            f"{', '.join(row['served_by']):<10} ROC AUC {row['roc_auc_served']:.3f}   "
+            f"never-retrained v1: {row[base]:.3f}"
         )
-    del render
 
 
 # -- setup ----------------------------------------------------------------------------------------

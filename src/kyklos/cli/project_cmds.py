@@ -63,6 +63,7 @@ def demo(
     target = Path(directory)
     replace = force or (target / DEMO_MARKER).exists()
     say = (lambda _text: None) if as_json else (lambda text: console().print(text, soft_wrap=True))
-    result = run_demo(target, fast=fast, force=replace, say=say, show=console().print)
+    show = None if as_json else console().print
+    result = run_demo(target, fast=fast, force=replace, say=say, show=show)
     if as_json:
         emit(result, as_json=True, human=lambda _d: None)

@@ -407,6 +407,20 @@ def test_ending_a_rollout_reaches_the_server_by_its_own_poll(
     assert arms(live) == {("champion", 1)}
 
 
+def test_a_challenger_promoted_during_its_rollout_serves_as_champion_only(
+    live: Server, registry: ModelRegistry, row: dict[str, Any]
+) -> None:
+    start_rollout(registry, 2, strategy="canary", fraction=0.5)
+    reload(live)
+    kyklos.promote(2, project=live.root, reason="promoted by hand, rollout left running")
+    assert reload(live)["version"] == 2
+    assert active_rollout(registry.db, registry.model_name) is not None
+    assert arms(live) == {("champion", 2)}  # no second arm of the same version
+    with live.client() as client:
+        ids = [predict(client, row, key=f"k{i}").json()["request_id"] for i in range(10)]
+    assert {(r["arm"], r["version"]) for r in logged(live.root, ids)} == {("champion", 2)}
+
+
 def test_start_and_stop_under_load_fail_no_request(
     live: Server, registry: ModelRegistry, row: dict[str, Any]
 ) -> None:
@@ -646,3 +660,50 @@ def test_cli_rollout_without_a_champion(tmp_path: Path, _mlflow_template: Path) 
     no_champion = one_error_line(kyklos_cli(root, "rollout", "start", "1"))
     assert "has no champion to compare a challenger with" in no_champion
     assert "kyklos models promote" in no_champion
+
+
+def test_kyklos_yaml_gives_the_rollout_defaults(live: Server, registry: ModelRegistry) -> None:
+    config = live.root / "kyklos.yaml"
+    original = config.read_text()
+    config.write_text(original + "\nserve:\n  rollout: {strategy: shadow, fraction: 0.3}\n")
+    try:
+        shadow = kyklos_cli(live.root, "rollout", "start", "2", "--json")
+        assert shadow.returncode == 0, shadow.stderr
+        assert json.loads(shadow.stdout)["strategy"] == "shadow"
+        end_rollout(registry, reason="yaml test")
+        canary = kyklos_cli(live.root, "rollout", "start", "2", "--strategy", "canary")
+        assert canary.returncode == 0, canary.stderr
+        assert canary.stdout.strip().endswith("on 30% of requests")
+    finally:
+        config.write_text(original)
+    reload(live)
+    assert arms(live) == {("champion", 1), ("canary", 2)}
+
+
+def test_every_worker_follows_the_rollout(root: Path, registry: ModelRegistry) -> None:
+    """``--workers 2``: each worker polls the rollout on its own (POST /admin/reload reaches one
+    of them), loads the challenger, routes to it and logs through its own writer."""
+
+    def all_from(version: int) -> list[str] | None:
+        answers = [httpx.post(f"{srv.url}/predict", json=one, timeout=20) for _ in range(20)]
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+        if {a.json()["version"] for a in answers} != {version}:
+            return None
+        return [a.json()["request_id"] for a in answers]
+
+    srv = start_server(root, "--workers", "2")
+    try:
+        with srv.client() as client:
+            features = client.get("/model").json()["model"]["features"]
+        one = {f["name"]: 1.0 if f["kind"] == "numeric" else f["categories"][0] for f in features}
+        start_rollout(registry, 2, strategy="canary", fraction=1.0)
+        ids: list[str] = []
+        for _ in range(3):  # fresh connections: the kernel spreads them over the workers
+            ids += wait_for("every worker routes to the canary", lambda: all_from(2))
+        table = PredictionLog(root / ".kyklos" / "logs").lookup(ids, columns=("writer", "arm"))
+        assert set(table.column("arm").to_pylist()) == {"canary"}
+        assert len(set(table.column("writer").to_pylist())) == 2
+        end_rollout(registry, reason="workers test")
+        wait_for("every worker drops the canary", lambda: all_from(1))
+    finally:
+        srv.stop()

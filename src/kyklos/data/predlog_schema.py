@@ -48,7 +48,7 @@ PREDICTIONS = "predictions"
 LABELS = "labels"
 FEATURE_PREFIX = "f."
 ARMS = ("champion", "canary", "shadow", "challenger")  # challenger: the name before canary
-ENDPOINTS = ("predict", "invocations", "v2-infer", "batch")
+ENDPOINTS = ("predict", "invocations", "v2", "batch")
 TS_TYPE = pa.timestamp("us", tz="UTC")
 
 Kind = Literal["str", "int32", "int64", "float64", "ts"]

@@ -412,9 +412,11 @@ def test_a_challenger_promoted_during_its_rollout_serves_as_champion_only(
 ) -> None:
     start_rollout(registry, 2, strategy="canary", fraction=0.5)
     reload(live)
-    kyklos.promote(2, project=live.root, reason="promoted by hand, rollout left running")
+    kyklos.promote(2, project=live.root, reason="promoted by hand during the rollout")
     assert reload(live)["version"] == 2
-    assert active_rollout(registry.db, registry.model_name) is not None
+    # promoting the challenger ends its rollout as promoted (recorded)
+    assert active_rollout(registry.db, registry.model_name) is None
+    assert list_rollouts(registry.db, registry.model_name, limit=1)[0].status == "promoted"
     assert arms(live) == {("champion", 2)}  # no second arm of the same version
     with live.client() as client:
         ids = [predict(client, row, key=f"k{i}").json()["request_id"] for i in range(10)]
@@ -707,3 +709,44 @@ def test_every_worker_follows_the_rollout(root: Path, registry: ModelRegistry) -
         wait_for("every worker drops the canary", lambda: all_from(1))
     finally:
         srv.stop()
+
+
+def test_kyklos_serve_starts_the_rollout_configured_in_kyklos_yaml(
+    root: Path, registry: ModelRegistry
+) -> None:
+    """``serve.rollout.strategy: canary`` and a challenger alias: ``kyklos serve`` starts that
+    rollout itself (and says so); with a rollout already active it leaves it alone."""
+    config = root / "kyklos.yaml"
+    original = config.read_text()
+    config.write_text(original + "\nserve:\n  rollout: {strategy: canary, fraction: 1.0}\n")
+    set_alias(registry, 2, alias="challenger", reason="yaml rollout test")
+    srv = start_server(root, wait=False)
+    try:
+        line = srv.proc.stderr.readline() if srv.proc.stderr else ""
+        assert "canary rollout of v2 on 100% of requests (serve.rollout in kyklos.yaml)" in line
+        rollout = active_rollout(registry.db, registry.model_name)
+        assert rollout is not None and rollout.started_by == "kyklos serve"
+        with srv.client() as client:
+            features = wait_for(
+                "the server is ready", lambda: client.get("/model").json()["model"]["features"]
+            )
+            one = {
+                f["name"]: 1.0 if f["kind"] == "numeric" else f["categories"][0] for f in features
+            }
+            answered = wait_for(
+                "the canary answers",
+                lambda: client.post("/predict", json=one).json()["version"] == 2 or None,
+            )
+            assert answered
+    finally:
+        srv.stop()
+        config.write_text(original)
+    # a second server with the rollout already active does not start another one
+    config.write_text(original + "\nserve:\n  rollout: {strategy: canary, fraction: 1.0}\n")
+    try:
+        again = start_server(root)
+        again.stop()
+        still = active_rollout(registry.db, registry.model_name)
+        assert still is not None and still.id == rollout.id
+    finally:
+        config.write_text(original)

@@ -86,6 +86,7 @@ def serve(
         sys.stderr.write(f"kyklos serve: {model.runtime_reason}; serving with scikit-learn\n")
     sys.stderr.flush()
     controller = _start_loop(loaded) if loop else None
+    _rollout_from_config(loaded)
     try:
         if app is not None:
             run_server(app, sock, log_level=log_level)
@@ -117,6 +118,46 @@ def _worker_app(project: Project, options: ServeOptions) -> Any:
     from kyklos.serving.model import load_version
 
     return _app(project, options, load_version(project, "champion"))
+
+
+def _rollout_from_config(project: Project) -> None:
+    """``serve.rollout.strategy`` canary or shadow: start that rollout of the ``challenger``
+    alias when none is active (a rollout already running, e.g. from `kyklos rollout start`,
+    is left as it is)."""
+    from kyklos.errors import KyklosError
+    from kyklos.registry.models import ModelRegistry
+    from kyklos.registry.rollouts import active_rollout, start_rollout
+
+    plan = project.config.serve.rollout
+    if plan.strategy == "none":
+        return
+    registry = ModelRegistry.for_project(project)
+    if active_rollout(registry.db, registry.model_name) is not None:
+        return
+    challenger = registry.challenger()
+    if challenger is None:
+        sys.stderr.write(
+            f"kyklos serve: serve.rollout.strategy is {plan.strategy}, but there is no "
+            "challenger yet; the champion serves alone until one is set\n"
+        )
+        return
+    try:
+        rollout = start_rollout(
+            registry,
+            challenger.version,
+            strategy=plan.strategy,
+            fraction=plan.fraction,
+            actor="kyklos serve",
+            reason="serve.rollout in kyklos.yaml",
+        )
+    except KyklosError as exc:  # e.g. started by another server at the same moment
+        sys.stderr.write(f"kyklos serve: no rollout from kyklos.yaml: {exc}\n")
+        return
+    share = f" on {rollout.fraction:.0%} of requests" if rollout.strategy == "canary" else ""
+    sys.stderr.write(
+        f"kyklos serve: {rollout.strategy} rollout of v{rollout.challenger_version}{share} "
+        "(serve.rollout in kyklos.yaml)\n"
+    )
 
 
 def _start_loop(project: Project) -> tuple[threading.Event, threading.Thread]:

@@ -223,12 +223,11 @@ def compare_arms(
     )
     waiting: list[str] = []
     if ours.rows < min_requests:
-        waiting.append(f"{min_requests - ours.rows} more rows answered by v{challenger}")
+        waiting.append(_more(min_requests - ours.rows, f"answered by v{challenger}"))
     for figures in (ours, theirs):
         if figures.labelled < max(min_labelled, 1):
-            waiting.append(
-                f"{max(min_labelled, 1) - figures.labelled} more labelled rows of v{figures.version}"
-            )
+            need = max(min_labelled, 1) - figures.labelled
+            waiting.append(_more(need, f"labelled, of v{figures.version}"))
     if seconds < min_seconds:
         waiting.append(f"{min_seconds - seconds:.0f} s more of rollout")
     comparison = _verdict(strategy, metric, pair[0], pair[1], max_drop, waiting, seconds)
@@ -267,7 +266,7 @@ def compare_periods(
     )
     waiting: list[str] = []
     if new.labelled < min_labelled:
-        waiting.append(f"{min_labelled - new.labelled} more labelled rows of v{current}")
+        waiting.append(_more(min_labelled - new.labelled, f"labelled, of v{current}"))
     seconds = ((now or dt.datetime.now(dt.UTC)) - switched_at).total_seconds()
     comparison = _verdict("after_promotion", metric, old, new, margin, waiting, seconds)
     return replace(comparison, live={"challenger": live.to_dict()})
@@ -355,6 +354,10 @@ def _shared_keys(table: pa.Table, champion: int, challenger: int) -> set[tuple[s
         )
 
     return keys(champion, "champion") & keys(challenger, "shadow")
+
+
+def _more(n: int, what: str) -> str:
+    return f"{n} more row{'' if n == 1 else 's'} {what}"
 
 
 def _settings(project: Project) -> tuple[str, float, list[str], str, float]:

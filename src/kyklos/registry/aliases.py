@@ -22,6 +22,7 @@ goes two champions back (v1 → v2 → v3, rollback → v2, rollback → v1), no
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import re
@@ -138,7 +139,7 @@ def promote(
 
     decide = _moving_to(registry, alias, target.version)
 
-    return _change(
+    change = _change(
         registry,
         alias,
         decide,
@@ -147,6 +148,27 @@ def promote(
         reason=reason.strip() or NO_REASON,
         forced=forced,
     )
+    if alias == CHAMPION and change.changed:
+        _end_rollout_of(registry, target.version, who)
+    return change
+
+
+def _end_rollout_of(registry: ModelRegistry, version: int, actor: str) -> None:
+    """Promoting the challenger of an active rollout ends that rollout as promoted."""
+    from kyklos.errors import NotFoundError
+    from kyklos.registry.rollouts import active_rollout, end_rollout
+
+    rollout = active_rollout(registry.db, registry.model_name)
+    if rollout is None or rollout.challenger_version != version:
+        return
+    with contextlib.suppress(NotFoundError):  # ended by someone else meanwhile
+        end_rollout(
+            registry,
+            "promoted",
+            actor=actor,
+            reason=f"v{version} promoted to champion",
+            clear_challenger=False,
+        )
 
 
 def rollback(registry: ModelRegistry, *, actor: str | None = None, reason: str = "") -> AliasChange:

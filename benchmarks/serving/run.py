@@ -335,6 +335,20 @@ def main() -> None:
         )
     project, model_dir, features, rows = prepare(args.project)
     print(f"project {project}; model {model_dir}; {len(features)} features", flush=True)
+    try:
+        run(args, chosen, project, model_dir, features, rows)
+    finally:
+        shutil.rmtree(model_dir.parent, ignore_errors=True)
+
+
+def run(
+    args: argparse.Namespace,
+    chosen: list[str],
+    project: Path,
+    model_dir: Path,
+    features: list[tuple[str, str]],
+    rows: list[dict[str, Any]],
+) -> None:
     print("\nparts of one prediction (in process, µs, median of 5):", flush=True)
     cost = parts(project, rows)
     for name, micros in cost.items():

@@ -14,7 +14,13 @@ from scipy.stats import wasserstein_distance
 
 from kyklos.config.project import DriftConfig
 from kyklos.data.profile import ColumnProfile, TableProfile, histogram_sums_on, profile_table
-from kyklos.monitoring.drift import DriftAccumulator, bin_numeric, bin_numeric_sums, check_drift
+from kyklos.monitoring.drift import (
+    BinBuffers,
+    DriftAccumulator,
+    bin_numeric,
+    bin_numeric_sums,
+    check_drift,
+)
 from kyklos.monitoring.stats import get_statistic
 
 N = 100_000
@@ -158,3 +164,25 @@ def test_flights_precipitation_against_scipy(
     assert len(reference["x"].edges) >= 10
     exact = _exact(ref[np.isfinite(ref)], cur[np.isfinite(cur)])
     assert _statistic(reference, cur) == pytest.approx(exact, rel=0.01, abs=0.005)
+
+
+def test_bin_buffers_are_reused_across_sizes_and_columns() -> None:
+    """One set of work arrays serves chunks of any size in turn, NaN chunks included, and never
+    changes the values it bins."""
+    rng = np.random.default_rng(7)
+    buffers = BinBuffers()
+    edges = np.linspace(-2.0, 2.0, 9)
+    chunks = [
+        rng.normal(0, 1, 5_000),
+        np.where(rng.random(300) < 0.1, np.nan, rng.normal(0, 1, 300)),
+        rng.integers(-3, 4, 2_000),
+        rng.normal(0, 1, 7_000),
+    ]
+    for values in chunks:
+        before = values.copy()
+        got = bin_numeric_sums(values, edges, buffers)
+        fresh = bin_numeric_sums(values, edges)
+        assert got[0].tolist() == fresh[0].tolist() and got[2] == fresh[2]
+        np.testing.assert_array_equal(got[1], fresh[1])
+        np.testing.assert_array_equal(values, before)
+    assert buffers.size == 7_000

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pyarrow as pa
+
 from kyklos.data.predlog_commit import Commit
 from kyklos.data.predlog_files import WAL_SUFFIX, fsync_dir, recover, seal_wal
 from kyklos.data.predlog_schema import (
@@ -128,6 +130,9 @@ class LogWriter:
         except OSError as exc:
             raise StoreError(f"cannot open the log folder {self.folder}: {exc}") from exc
         self._schema = schema
+        # pyarrow imports pandas on its first conversion of Python values (~0.3 s): pay it
+        # here, not in the first group commit a client waits for.
+        pa.array([0], type=pa.int64())
         self._cond = threading.Condition(threading.Lock())
         self._groups: deque[_Group] = deque()
         self._open: _Group | None = None

@@ -60,6 +60,7 @@ __all__ = [
     "NUMBER_PATTERN",
     "OTHER",
     "PREDICTION",
+    "BinBuffers",
     "CategoryCounts",
     "DriftAccumulator",
     "bin_numeric",
@@ -124,9 +125,34 @@ def bin_numeric(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, int]
     return counts, n - (above - plus_inf)
 
 
-def bin_numeric_sums(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+class BinBuffers:
+    """Work arrays for :func:`bin_numeric_sums`, reused from chunk to chunk and column to
+    column: fresh arrays of a million values cost page faults on every call, as much as the
+    binning itself."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._mask = np.empty(0, dtype=bool)
+        self._index8 = np.empty(0, dtype=np.uint8)
+        self._index = np.empty(0, dtype=np.intp)
+        self._weights = np.empty(0, dtype=np.float64)
+
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(mask, uint8 index, intp index, float64 weights)`` of length ``n``."""
+        if n > self.size:
+            self.size = n
+            self._mask = np.empty(n, dtype=bool)
+            self._index8 = np.empty(n, dtype=np.uint8)
+            self._index = np.empty(n, dtype=np.intp)
+            self._weights = np.empty(n, dtype=np.float64)
+        return self._mask[:n], self._index8[:n], self._index[:n], self._weights[:n]
+
+
+def bin_numeric_sums(
+    values: np.ndarray, edges: np.ndarray, buffers: BinBuffers | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """``(counts, sums, missing)``: as :func:`bin_numeric`, with the sum of the values in each
-    bin (NaN and ±inf are missing, in no bin and no sum).
+    bin (NaN and ±inf are missing, in no bin and no sum). ``buffers`` are reused work arrays.
 
     >>> counts, sums, missing = bin_numeric_sums(
     ...     np.array([-5.0, 0.0, 0.5, 1.0, 7.0, np.nan, np.inf]), np.array([0.0, 1.0]))
@@ -136,25 +162,34 @@ def bin_numeric_sums(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray,
     n, k = len(values), len(edges)
     if n == 0:
         return np.zeros(k + 1, dtype=np.int64), np.zeros(k + 1), 0
+    mask, index8, index, weights = (buffers or BinBuffers()).take(n)
     if k > COMPARE_MAX_EDGES:
-        index = np.searchsorted(edges, values, side="right")
+        index[:] = np.searchsorted(edges, values, side="right")
     else:
         # one comparison per edge adds up to the bin index (values below e0: 0, NaN and -inf
         # too, at or above the last edge: k, +inf too); uint8 holds it for k <= 128
-        index8 = np.zeros(n, dtype=np.uint8)
-        mask = np.empty(n, dtype=bool)
+        index8.fill(0)
         step = mask.view(np.uint8)
         for edge in edges:
             np.greater_equal(values, edge, out=mask)
-            index8 += step
-        index = index8.astype(np.intp)
-    sums = np.bincount(index, weights=values, minlength=k + 1)
-    if values.dtype.kind == "f" and not np.all(np.isfinite(sums)):
-        # a NaN or an infinity reached a sum: bin the finite values alone (rare, so not first)
-        finite = values[np.isfinite(values)]
-        counts, sums, _ = bin_numeric_sums(finite, edges)
-        return counts, sums, n - len(finite)
-    return np.bincount(index, minlength=k + 1).astype(np.int64), sums, 0
+            np.add(index8, step, out=index8)
+        np.copyto(index, index8)
+    if values.dtype == np.float64 and values.flags.writeable:
+        weights = values
+    else:  # np.bincount would copy a read-only (Arrow) buffer into fresh memory itself
+        np.copyto(weights, values, casting="unsafe")
+    sums = np.bincount(index, weights=weights, minlength=k + 1)
+    if np.all(np.isfinite(sums)):
+        return np.bincount(index, minlength=k + 1).astype(np.int64), sums, 0
+    # a NaN or an infinity reached a sum (rare, so not looked for first): move them to a slot
+    # past the last bin
+    np.isfinite(values, out=mask)
+    np.logical_not(mask, out=mask)
+    index[mask] = k + 1
+    weights = np.where(mask, 0.0, weights)
+    sums = np.bincount(index, weights=weights, minlength=k + 2)[: k + 1]
+    counts = np.bincount(index, minlength=k + 2)[: k + 1].astype(np.int64)
+    return counts, sums, int(np.count_nonzero(mask))
 
 
 def numeric_chunk(chunk: pa.Array) -> tuple[np.ndarray, int]:
@@ -410,6 +445,7 @@ class DriftAccumulator:
         }
         self.missing: dict[str, int] = dict.fromkeys(self.features, 0)
         self.absent: dict[str, int] = dict.fromkeys(self.features, 0)  # rows lacking the column
+        self._buffers = BinBuffers()
 
     def update(self, chunk: pa.Table) -> DriftAccumulator:
         """Add the counts of one table of window rows; returns ``self``."""
@@ -420,7 +456,7 @@ class DriftAccumulator:
                 self.absent[spec.name] += n
                 self.missing[spec.name] += n
                 continue
-            counts, sums, missing = _bin_column(spec, chunk.column(spec.name))
+            counts, sums, missing = _bin_column(spec, chunk.column(spec.name), self._buffers)
             self.histograms[spec.name] += counts
             if sums is not None:
                 self.sums[spec.name] += sums
@@ -487,7 +523,9 @@ class DriftAccumulator:
         return drifts, share, bool(drifts) and share >= config.share_of_features
 
 
-def _bin_column(spec: _Spec, column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _bin_column(
+    spec: _Spec, column: pa.ChunkedArray, buffers: BinBuffers
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """``(counts, per-bin sums or None, missing)`` of one column on the spec's bins."""
     if spec.kind == "numeric":
         assert spec.edges is not None
@@ -499,7 +537,9 @@ def _bin_column(spec: _Spec, column: pa.ChunkedArray) -> tuple[np.ndarray, np.nd
             if sums is None:
                 chunk_counts, chunk_missing = bin_numeric(values, spec.edges)
             else:
-                chunk_counts, chunk_sums, chunk_missing = bin_numeric_sums(values, spec.edges)
+                chunk_counts, chunk_sums, chunk_missing = bin_numeric_sums(
+                    values, spec.edges, buffers
+                )
                 sums += chunk_sums
             counts += chunk_counts
             missing += chunk_missing  # drift counts non-numbers as missing; quality flags them

@@ -17,7 +17,7 @@ import pytest
 
 import kyklos
 from kyklos.config import Project, load_project
-from kyklos.loop.data import frame_to_arrow
+from kyklos.data.table import frame_to_arrow
 from project.conftest import edit_yaml, make_project
 
 __all__ = ["LOOP_POLICY", "Loop", "loop_project", "make_project"]

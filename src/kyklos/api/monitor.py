@@ -288,26 +288,22 @@ def _with_step_features(
         return table, None
     import pyarrow as pa
 
-    from kyklos.errors import KyklosError
-    from kyklos.serving.batch import user_steps
+    from kyklos.data.table import frame_to_arrow
+    from kyklos.serving.batch import UserStepError, run_user_steps, user_steps
 
     steps = user_steps(project)
     if not steps:
         return table, None
-    frame = table.to_pandas()
-    for fn in steps:
-        name = getattr(getattr(fn, "func", fn), "__name__", "step")
-        try:
-            frame = fn(frame)
-        except KyklosError:
-            raise
-        except Exception as exc:
-            return table, (
-                f"user step {name!r} could not run on {source} ({type(exc).__name__}: {exc}); "
-                "it needs the columns the training data had before the steps"
-            )
     try:
-        return pa.Table.from_pandas(frame, preserve_index=False), None
+        frame = run_user_steps(steps, table.to_pandas())
+    except UserStepError as exc:
+        cause = exc.cause
+        return table, (
+            f"user step {exc.name!r} could not run on {source} ({type(cause).__name__}: "
+            f"{cause}); it needs the columns the training data had before the steps"
+        )
+    try:
+        return frame_to_arrow(frame), None
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, AttributeError) as exc:
         return table, f"the user steps' output on {source} is not a table ({exc})"
 

@@ -55,6 +55,7 @@ __all__ = [
     "content_digest",
     "detect_format",
     "file_digest",
+    "frame_to_arrow",
     "read_table",
 ]
 
@@ -445,3 +446,20 @@ def file_digest(path: str | Path, cache_dir: str | Path | None = None) -> str:
         except OSError as exc:
             raise DataError(f"cannot read {path}: {exc.strerror}") from exc
     return DigestCache(cache_dir).file_digest(path)
+
+
+def frame_to_arrow(frame: Any) -> pa.Table:
+    """A pandas DataFrame as an Arrow table, time-zone-aware columns included (converted
+    through UTC nanoseconds: pandas 3 deprecates the path ``Table.from_pandas`` takes)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            utc = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+            columns[str(name)] = pa.array(utc).cast(pa.timestamp("us", tz="UTC"))
+        else:
+            columns[str(name)] = pa.Array.from_pandas(series)
+    return pa.table(columns)

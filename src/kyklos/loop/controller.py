@@ -598,7 +598,6 @@ class Controller:
 
     def _promote(self, cycle: Cycle, why: str) -> TickResult:
         from kyklos.registry.aliases import promote
-        from kyklos.registry.rollouts import active_rollout, end_rollout
 
         version = cycle.challenger_version
         assert version is not None
@@ -608,15 +607,7 @@ class Controller:
                 self.registry, version, actor=self.actor, reason=f"loop cycle {cycle.id}: {why}"
             )
         self._remember(champion=version)
-        rollout = active_rollout(self.db, self.project.registered_model)
-        if rollout is not None and rollout.cycle_id == cycle.id:
-            end_rollout(
-                self.registry,
-                "promoted",
-                actor=self.actor,
-                reason=f"loop cycle {cycle.id}",
-                clear_challenger=False,
-            )
+        self._end_rollout(cycle, "promoted", f"loop cycle {cycle.id}", clear_challenger=False)
         now = self._now()
         figures = {**cycle.figures, "promoted_at": now.isoformat()}
         cycle = self.cycles.advance(
@@ -640,11 +631,7 @@ class Controller:
         return TickResult("promoted", f"v{version} is the champion", cycle)
 
     def _reject(self, cycle: Cycle, comparison: LiveComparison | None, why: str) -> TickResult:
-        from kyklos.registry.rollouts import active_rollout, end_rollout
-
-        rollout = active_rollout(self.db, self.project.registered_model)
-        if rollout is not None and rollout.cycle_id == cycle.id:
-            end_rollout(self.registry, "rejected", actor=self.actor, reason=why)
+        self._end_rollout(cycle, "rejected", why)
         figures = comparison.to_dict() if comparison is not None else cycle.figures
         return self._end(cycle, "rejected", "rejected", why, figures=figures)
 
@@ -730,16 +717,7 @@ class Controller:
                 return None
         else:
             return None
-        from kyklos.registry.rollouts import active_rollout, end_rollout
-
-        rollout = active_rollout(self.db, self.project.registered_model)
-        if rollout is not None and rollout.cycle_id == cycle.id:
-            end_rollout(
-                self.registry,
-                "stopped",
-                actor=self.actor,
-                reason=f"superseded: champion moved to v{current}",
-            )
+        self._end_rollout(cycle, "stopped", f"superseded: champion moved to v{current}")
         self._remember(champion=current)
         return self._end(
             cycle,
@@ -749,14 +727,16 @@ class Controller:
         )
 
     def _abandon(self, cycle: Cycle, why: str) -> TickResult:
+        self._end_rollout(cycle, "stopped", f"cycle {cycle.id} abandoned")
+        return self._end(cycle, "abandoned", "abandoned", why)
+
+    def _end_rollout(self, cycle: Cycle, status: str, reason: str, **options: Any) -> None:
+        """End the rollout this cycle started, if it is still active."""
         from kyklos.registry.rollouts import active_rollout, end_rollout
 
         rollout = active_rollout(self.db, self.project.registered_model)
         if rollout is not None and rollout.cycle_id == cycle.id:
-            end_rollout(
-                self.registry, "stopped", actor=self.actor, reason=f"cycle {cycle.id} abandoned"
-            )
-        return self._end(cycle, "abandoned", "abandoned", why)
+            end_rollout(self.registry, status, actor=self.actor, reason=reason, **options)
 
     def _end(
         self,

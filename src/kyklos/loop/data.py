@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from kyklos.data.versions import DatasetVersion
     from kyklos.registry.models import ModelVersion
 
-__all__ = ["TrainingData", "frame_to_arrow", "labelled_rows", "training_data"]
+__all__ = ["TrainingData", "labelled_rows", "training_data"]
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,11 @@ def _reference(project: Project, datasets: Any, ref: str, schema: pa.Schema) -> 
     table = datasets.load(ref)
     steps = _user_steps(project)
     if steps:
-        frame = table.to_pandas()
-        for fn in steps:
-            frame = fn(frame)
+        from kyklos.serving.batch import run_user_steps
+
+        frame = run_user_steps(steps, table.to_pandas())
+        from kyklos.data.table import frame_to_arrow
+
         table = frame_to_arrow(frame)
     missing = [n for n in schema.names if n not in table.column_names]
     if missing:
@@ -176,23 +178,6 @@ def _reference(project: Project, datasets: Any, ref: str, schema: pa.Schema) -> 
         column = table.column(f.name)
         columns.append(column.cast(f.type) if column.type != f.type else column)
     return pa.table(dict(zip(schema.names, columns, strict=True)))
-
-
-def frame_to_arrow(frame: Any) -> pa.Table:
-    """A pandas DataFrame as an Arrow table, time-zone-aware columns included (converted
-    through UTC nanoseconds: pandas 3 deprecates the path ``Table.from_pandas`` takes)."""
-    import pandas as pd
-    import pyarrow as pa
-
-    columns: dict[str, Any] = {}
-    for name in frame.columns:
-        series = frame[name]
-        if isinstance(series.dtype, pd.DatetimeTZDtype):
-            utc = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-            columns[str(name)] = pa.array(utc).cast(pa.timestamp("us", tz="UTC"))
-        else:
-            columns[str(name)] = pa.Array.from_pandas(series)
-    return pa.table(columns)
 
 
 def _user_steps(project: Project) -> list[Any]:

@@ -23,7 +23,8 @@ from sqlalchemy.exc import IntegrityError
 
 from kyklos.config.actor import current_actor
 from kyklos.errors import ConflictError, NotFoundError, RegistryError
-from kyklos.store.schema import events, rollouts
+from kyklos.store.events import record_event
+from kyklos.store.schema import rollouts
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, RowMapping
@@ -279,14 +280,12 @@ def _event(
     message: str,
     payload: dict[str, Any],
 ) -> None:
-    conn.execute(
-        insert(events).values(
-            at=dt.datetime.now(dt.UTC),
-            project=registry.project,
-            kind=kind,
-            subject=f"{registry.model_name} v{payload.get('challenger')}",
-            actor=actor,
-            message=message,
-            payload={"model_name": registry.model_name, **payload},
-        )
+    record_event(
+        conn,
+        project=registry.project,
+        kind=kind,
+        actor=actor,
+        message=message,
+        subject=f"{registry.model_name} v{payload.get('challenger')}",
+        payload={"model_name": registry.model_name, **payload},
     )

@@ -39,7 +39,14 @@ if TYPE_CHECKING:
 
     from kyklos.config import Project
 
-__all__ = ["OUTPUT_COLUMNS", "BatchResult", "score_file", "user_steps"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "BatchResult",
+    "UserStepError",
+    "run_user_steps",
+    "score_file",
+    "user_steps",
+]
 
 #: Columns batch scoring adds to the input's columns.
 OUTPUT_COLUMNS = ("prediction", "score")
@@ -224,11 +231,18 @@ def user_steps(project: Project) -> list[Step]:
     return steps
 
 
-def _score_chunk(
-    model: LoadedModel, steps: Sequence[Step], chunk: pa.Table, source: Path, *, first_row: int
-) -> pa.Table:
-    where = f"{source}, rows {first_row + 1:,}-{first_row + chunk.num_rows:,}"
-    frame = chunk.to_pandas()
+class UserStepError(Exception):
+    """A user step raised on a table: ``name`` of the step; the exception is ``__cause__``."""
+
+    def __init__(self, name: str, cause: BaseException) -> None:
+        super().__init__(f"user step {name!r} failed: {type(cause).__name__}: {cause}")
+        self.name = name
+        self.cause = cause
+
+
+def run_user_steps(steps: Sequence[Step], frame: Any) -> Any:
+    """``frame`` through ``steps`` in order; a step's own error becomes :class:`UserStepError`
+    (a :class:`~kyklos.errors.KyklosError` passes through unchanged)."""
     for fn in steps:
         name = getattr(getattr(fn, "func", fn), "__name__", "step")
         try:
@@ -236,10 +250,21 @@ def _score_chunk(
         except KyklosError:
             raise
         except Exception as exc:
-            raise DataError(
-                f"{where}: user step {name!r} failed: {type(exc).__name__}: {exc}. Hint: the "
-                "input needs the columns the training data had before the step"
-            ) from exc
+            raise UserStepError(name, exc) from exc
+    return frame
+
+
+def _score_chunk(
+    model: LoadedModel, steps: Sequence[Step], chunk: pa.Table, source: Path, *, first_row: int
+) -> pa.Table:
+    where = f"{source}, rows {first_row + 1:,}-{first_row + chunk.num_rows:,}"
+    try:
+        frame = run_user_steps(steps, chunk.to_pandas())
+    except UserStepError as exc:
+        raise DataError(
+            f"{where}: {exc}. Hint: the input needs the columns the training data had before "
+            "the step"
+        ) from exc
     lacking = [f.name for f in model.features if f.name not in frame.columns]
     if lacking:
         raise DataError(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kyklos._version import __version__
-from kyklos.errors import DataError, KyklosError, MissingExtraError, ServingError
+from kyklos.errors import DataError, MissingExtraError, ServingError
 from kyklos.serving.onnx_runtime import (
     EXPORT_FORMAT,
     OnnxSession,
@@ -157,7 +157,7 @@ def training_sample(
     import pyarrow as pa
 
     from kyklos.data import DatasetStore
-    from kyklos.serving.batch import user_steps
+    from kyklos.serving.batch import UserStepError, run_user_steps, user_steps
 
     where = f"{version.model_name} v{version.version}"
     if not version.dataset_version_id:
@@ -170,18 +170,10 @@ def training_sample(
     if table.num_rows > rows:
         picked = np.random.default_rng(seed).choice(table.num_rows, size=rows, replace=False)
         table = table.take(pa.array(np.sort(picked)))
-    frame = table.to_pandas()
-    for fn in user_steps(project):
-        name = getattr(getattr(fn, "func", fn), "__name__", "step")
-        try:
-            frame = fn(frame)
-        except KyklosError:
-            raise
-        except Exception as exc:
-            raise DataError(
-                f"{where}: user step {name!r} failed on the training sample: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    try:
+        frame = run_user_steps(user_steps(project), table.to_pandas())
+    except UserStepError as exc:
+        raise DataError(f"{where}: {exc} (on the training sample)") from exc
     lacking = [f.name for f in features if f.name not in frame.columns]
     if lacking:
         raise DataError(

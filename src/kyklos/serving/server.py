@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import socket
 import sys
@@ -200,24 +199,20 @@ class ChampionWatcher:
             self.state.metrics.load_failing.set(0)
 
     def _event(self, kind: str, version: int, message: str, payload: dict[str, Any]) -> None:
-        from sqlalchemy import insert
-
         from kyklos.store import open_db
-        from kyklos.store.schema import events
+        from kyklos.store.events import record_event
 
         project = self.state.project
         try:
             with open_db(project.db_url).write() as conn:
-                conn.execute(
-                    insert(events).values(
-                        at=dt.datetime.now(dt.UTC),
-                        project=project.name,
-                        kind=kind,
-                        subject=f"{project.registered_model} v{version}",
-                        actor=_ACTOR,
-                        message=message,
-                        payload={"model_name": project.registered_model, **payload},
-                    )
+                record_event(
+                    conn,
+                    project=project.name,
+                    kind=kind,
+                    actor=_ACTOR,
+                    message=message,
+                    subject=f"{project.registered_model} v{version}",
+                    payload={"model_name": project.registered_model, **payload},
                 )
         except Exception as exc:  # an audit write must not stop serving
             log.warning("cannot record the %s event: %s", kind, exc)

@@ -8,6 +8,8 @@
 - ``nofsync``: the log is written but not fsynced (what the fsync costs);
 - ``off``: nothing is appended (what the whole log costs: record building, group commit, fsync).
 
+``BENCH_RUNTIME`` (``sklearn`` default, or ``onnx``) is ``kyklos serve --runtime``.
+
 ``BENCH_PATHS=slow`` (benchmarking only) serves without this issue's two fast paths, to show
 what they bring in the same run: requests go through FastAPI's routing (no
 :class:`~kyklos.serving.fastpath.FastPath`) and the model's preprocessing through scikit-learn
@@ -55,4 +57,5 @@ if __name__ == "__main__":
     import kyklos
 
     project, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    kyklos.serve(project, host="127.0.0.1", port=port, workers=workers)
+    runtime = os.environ.get("BENCH_RUNTIME", "sklearn")  # onnx: the exported graph
+    kyklos.serve(project, host="127.0.0.1", port=port, workers=workers, runtime=runtime)

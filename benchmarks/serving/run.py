@@ -56,6 +56,8 @@ CONTENDERS = (
     "kyklos-2w-nofsync",
     "kyklos-2w-nolog",
     "kyklos-2w-slowpaths",
+    "kyklos-onnx",
+    "kyklos-2w-onnx",
     "mlflow",
     "naive",
     "bare-predict",
@@ -90,6 +92,7 @@ def prepare(project: Path | None) -> tuple[Path, Path, list[tuple[str, str]], li
         project = Path(tempfile.mkdtemp(prefix="kyklos-serving-bench-")) / "flights"
         kyklos.init_project(project)
         kyklos.run(project)
+    kyklos.export_model("champion", project=project)  # for the -onnx contenders (parity-checked)
     loaded = load_project(project)
     registry = ModelRegistry.for_project(loaded)
     version = registry.get("champion")
@@ -191,6 +194,7 @@ def running(
             "nofsync" if name.endswith("nofsync") else "off" if name.endswith("nolog") else "on"
         )
         env["BENCH_PATHS"] = "slow" if name.endswith("slowpaths") else "fast"
+        env["BENCH_RUNTIME"] = "onnx" if name.endswith("onnx") else "sklearn"
         cmd = [sys.executable, str(HERE / "kyklos_server.py"), str(project), str(port), workers]
     elif name == "mlflow":
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip

@@ -201,7 +201,7 @@ def run_demo(
     out(f"  cd {root}")
     out("  kyklos events                   # the timeline: triggers, runs, canary, decisions")
     if result.retrained_version:
-        out(f"  kyklos explain-change {result.retrained_version}       # what changed, and why")
+        out(f"  {f'kyklos explain-change {result.retrained_version}':<31} # what changed, and why")
     out("  kyklos loop status              # the cycles and their decisions")
     out("  kyklos monitor show             # drift per window (HTML in .kyklos/reports)")
     out("  kyklos logs --labels            # every prediction, its version and arm")

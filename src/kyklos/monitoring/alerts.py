@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, select, text
 
 from kyklos._version import __version__
 from kyklos.config.project import AlertRule, AlertsConfig, parse_duration
@@ -35,6 +35,7 @@ from kyklos.errors import ConfigError
 from kyklos.monitoring.results import CheckResult
 from kyklos.monitoring.signals import Condition, parse_condition, signals_of
 from kyklos.store.db import Database
+from kyklos.store.events import record_event
 from kyklos.store.schema import events
 
 __all__ = [
@@ -234,19 +235,16 @@ class AlertManager:
             "window": window,
             "signals": clean,
         }
-        event_id = conn.execute(
-            insert(events)
-            .values(
-                at=now,
-                project=self.project,
-                kind=FIRED,
-                subject=_subject(model, rule.name),
-                actor=ACTOR,
-                message=message,
-                payload=payload,
-            )
-            .returning(events.c.id)
-        ).scalar_one()
+        event_id = record_event(
+            conn,
+            project=self.project,
+            kind=FIRED,
+            actor=ACTOR,
+            message=message,
+            subject=_subject(model, rule.name),
+            payload=payload,
+            at=now,
+        )
         return FiredAlert(
             rule=rule.name,
             severity=rule.severity,
@@ -281,21 +279,19 @@ class AlertManager:
             error = _describe(exc)
             host = urllib.parse.urlsplit(url).netloc  # never log the path: it may hold a token
             with self.db.write() as conn:
-                conn.execute(
-                    insert(events).values(
-                        at=_aware(dt.datetime.now(dt.UTC)),
-                        project=self.project,
-                        kind=DELIVERY_FAILED,
-                        subject=_subject(alert.model, alert.rule),
-                        actor=ACTOR,
-                        message=f"alert {alert.rule} not delivered to webhook at {host}: {error}",
-                        payload={
-                            "rule": alert.rule,
-                            "fired_event_id": alert.event_id,
-                            "webhook_host": host,
-                            "error": error,
-                        },
-                    )
+                record_event(
+                    conn,
+                    project=self.project,
+                    kind=DELIVERY_FAILED,
+                    actor=ACTOR,
+                    message=f"alert {alert.rule} not delivered to webhook at {host}: {error}",
+                    subject=_subject(alert.model, alert.rule),
+                    payload={
+                        "rule": alert.rule,
+                        "fired_event_id": alert.event_id,
+                        "webhook_host": host,
+                        "error": error,
+                    },
                 )
             return replace(alert, delivered=False, error=error)
         return replace(alert, delivered=True)

@@ -37,7 +37,8 @@ from kyklos.errors import ConflictError, GateFailed, RegistryError
 from kyklos.registry.models import as_utc
 from kyklos.registry.provenance import current_actor
 from kyklos.store import Database
-from kyklos.store.schema import alias_history, aliases, events
+from kyklos.store.events import record_event
+from kyklos.store.schema import alias_history, aliases
 
 if TYPE_CHECKING:
     from kyklos.registry.models import ModelRegistry, ModelVersion
@@ -418,23 +419,22 @@ def _write(
         "set": f"set {alias} to v{target}",
         "clear": f"cleared {alias} (was v{current})",
     }.get(action, f"{action} {alias}")
-    conn.execute(
-        insert(events).values(
-            at=at,
-            project=registry.project,
-            kind=f"alias.{action}",
-            subject=f"{registry.model_name} {alias}",
-            actor=actor,
-            message=f"{what}{' (forced past failed gates)' if forced else ''}: {reason}",
-            payload={
-                "model_name": registry.model_name,
-                "alias": alias,
-                "from_version": current,
-                "to_version": target,
-                "forced": forced,
-                "history_id": int(row_id),
-            },
-        )
+    record_event(
+        conn,
+        project=registry.project,
+        kind=f"alias.{action}",
+        actor=actor,
+        message=f"{what}{' (forced past failed gates)' if forced else ''}: {reason}",
+        subject=f"{registry.model_name} {alias}",
+        at=at,
+        payload={
+            "model_name": registry.model_name,
+            "alias": alias,
+            "from_version": current,
+            "to_version": target,
+            "forced": forced,
+            "history_id": int(row_id),
+        },
     )
     return AliasChange(
         int(row_id), registry.model_name, alias, current, target, action, actor, reason, forced, at
@@ -550,21 +550,19 @@ def _record_refusal(
     registry: ModelRegistry, target: ModelVersion, alias: str, actor: str, failed: str
 ) -> None:
     with registry.db.write() as conn:
-        conn.execute(
-            insert(events).values(
-                at=dt.datetime.now(dt.UTC),
-                project=registry.project,
-                kind="promotion.refused",
-                subject=f"{registry.model_name} v{target.version}",
-                actor=actor,
-                message=f"refused to make v{target.version} {alias}: failed gates: {failed}",
-                payload={
-                    "model_name": registry.model_name,
-                    "version": target.version,
-                    "alias": alias,
-                    "failed_gates": [r.to_dict() for r in target.gate_report.failed],
-                },
-            )
+        record_event(
+            conn,
+            project=registry.project,
+            kind="promotion.refused",
+            actor=actor,
+            message=f"refused to make v{target.version} {alias}: failed gates: {failed}",
+            subject=f"{registry.model_name} v{target.version}",
+            payload={
+                "model_name": registry.model_name,
+                "version": target.version,
+                "alias": alias,
+                "failed_gates": [r.to_dict() for r in target.gate_report.failed],
+            },
         )
 
 

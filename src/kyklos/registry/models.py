@@ -28,7 +28,8 @@ from kyklos.registry.gate import GateReport, GateResult
 from kyklos.registry.provenance import current_actor
 from kyklos.registry.tracking import Tracker
 from kyklos.store import Database
-from kyklos.store.schema import aliases, events, model_versions, runs
+from kyklos.store.events import record_event
+from kyklos.store.schema import aliases, model_versions, runs
 
 if TYPE_CHECKING:
     from kyklos.config import Project
@@ -228,21 +229,20 @@ class ModelRegistry:
                         signature=dict(signature) if signature is not None else None,
                     )
                 )
-                conn.execute(
-                    insert(events).values(
-                        at=now,
-                        project=self.project,
-                        kind="model.registered",
-                        subject=f"{self.model_name} v{version}",
-                        actor=current_actor(actor),
-                        message=f"registered {self.model_name} v{version}; gates: {gate_report.summary()}",
-                        payload={
-                            "model_name": self.model_name,
-                            "version": version,
-                            "run_id": run_id,
-                            "gates_passed": gate_report.passed,
-                        },
-                    )
+                record_event(
+                    conn,
+                    project=self.project,
+                    kind="model.registered",
+                    actor=current_actor(actor),
+                    message=f"registered {self.model_name} v{version}; gates: {gate_report.summary()}",
+                    subject=f"{self.model_name} v{version}",
+                    at=now,
+                    payload={
+                        "model_name": self.model_name,
+                        "version": version,
+                        "run_id": run_id,
+                        "gates_passed": gate_report.passed,
+                    },
                 )
         except BaseException as exc:
             self._undo_mlflow_version(version)

@@ -145,7 +145,7 @@ def rollout_stop(
 
 def rollout_status(project: ProjectRef = None) -> dict[str, Any]:
     """The active rollout (or the last one) with the live figures of both arms."""
-    from kyklos.loop.live import compare_arms
+    from kyklos.loop.live import compare_rollout
     from kyklos.registry.rollouts import list_rollouts
     from kyklos.store import open_db
 
@@ -154,17 +154,7 @@ def rollout_status(project: ProjectRef = None) -> dict[str, Any]:
     if not recent:
         return {"rollout": None, "live": None}
     rollout = recent[0]
-    plan = loaded.config.serve.rollout
-    live = compare_arms(
-        loaded,
-        champion=rollout.champion_version or 0,
-        challenger=rollout.challenger_version,
-        strategy=rollout.strategy,
-        since=rollout.started_at,
-        min_requests=plan.min_requests,
-        min_labelled=plan.min_labelled,
-        now=rollout.ended_at,
-    )
+    live = compare_rollout(loaded, rollout)
     return {"rollout": rollout.to_dict(), "live": live.to_dict(), "sentence": live.sentence()}
 
 

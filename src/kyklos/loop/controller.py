@@ -537,25 +537,13 @@ class Controller:
     # -- decisions ----------------------------------------------------------------------------
     def _judge_rollout(self, cycle: Cycle) -> TickResult:
         from kyklos.config.project import parse_duration
-        from kyklos.loop.live import compare_arms
+        from kyklos.loop.live import compare_rollout
         from kyklos.registry.rollouts import get_rollout
 
-        plan = self.project.config.serve.rollout
         if cycle.rollout_id is None:
             return self._decide(cycle, None)
         rollout = get_rollout(self.db, cycle.rollout_id)
-        assert cycle.champion_version is not None and cycle.challenger_version is not None
-        comparison = compare_arms(
-            self.project,
-            champion=cycle.champion_version,
-            challenger=cycle.challenger_version,
-            strategy=rollout.strategy,
-            since=rollout.started_at,
-            min_requests=plan.min_requests,
-            min_labelled=plan.min_labelled,
-            min_seconds=parse_duration(plan.duration) if plan.duration else 0.0,
-            now=self._now(),
-        )
+        comparison = compare_rollout(self.project, rollout, now=self._now())
         self.cycles.note(cycle, figures=comparison.to_dict())
         if not comparison.decided:
             limit = parse_duration(self.project.config.retrain.watch_duration)

@@ -31,8 +31,16 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from kyklos.config import Project
+    from kyklos.registry.rollouts import Rollout
 
-__all__ = ["ArmFigures", "LiveComparison", "arm_figures", "compare_arms", "compare_periods"]
+__all__ = [
+    "ArmFigures",
+    "LiveComparison",
+    "arm_figures",
+    "compare_arms",
+    "compare_periods",
+    "compare_rollout",
+]
 
 
 @dataclass(frozen=True)
@@ -232,6 +240,28 @@ def compare_arms(
         waiting.append(f"{min_seconds - seconds:.0f} s more of rollout")
     comparison = _verdict(strategy, metric, pair[0], pair[1], max_drop, waiting, seconds)
     return replace(comparison, live={"champion": theirs.to_dict(), "challenger": ours.to_dict()})
+
+
+def compare_rollout(
+    project: Project, rollout: Rollout, *, now: dt.datetime | None = None
+) -> LiveComparison:
+    """:func:`compare_arms` for ``rollout`` with the minimums of ``serve.rollout`` (rows,
+    labelled rows, duration): the figures the loop decides on, and ``kyklos rollout status``
+    shows. An ended rollout is measured up to its end."""
+    from kyklos.config.project import parse_duration
+
+    plan = project.config.serve.rollout
+    return compare_arms(
+        project,
+        champion=rollout.champion_version or 0,
+        challenger=rollout.challenger_version,
+        strategy=rollout.strategy,
+        since=rollout.started_at,
+        min_requests=plan.min_requests,
+        min_labelled=plan.min_labelled,
+        min_seconds=parse_duration(plan.duration) if plan.duration else 0.0,
+        now=rollout.ended_at or now,
+    )
 
 
 def compare_periods(

@@ -9,9 +9,11 @@ by hand: scipy's ``ks_2samp`` per numeric column and ``chisquare`` per categoric
 raw reference and window (the reference rows are loaded only after kyklos is measured).
 
     .venv/bin/python benchmarks/monitor_core.py [--rows 1000000] [--reference-rows 1000000]
-        [--repeat 5] [--chunk-rows 0] [--no-anchor] [--json]
+        [--repeat 5] [--chunk-rows 0] [--threads N] [--no-anchor] [--json]
 
 ``--chunk-rows N`` also streams the window through ``DriftAccumulator`` in chunks of N rows.
+``--threads N`` bins the columns in N threads (default: ``check_drift``'s own choice, from the
+window's size and the usable cores; 1 for none).
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def _reset_peak() -> bool:
         return False
 
 
-def child(folder: Path, repeat: int, chunk_rows: int, anchor: bool) -> dict[str, Any]:
+def child(
+    folder: Path, repeat: int, chunk_rows: int, anchor: bool, threads: int | None
+) -> dict[str, Any]:
     import tracemalloc
 
     import numpy as np
@@ -104,11 +108,11 @@ def child(folder: Path, repeat: int, chunk_rows: int, anchor: bool) -> dict[str,
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        drifts, share, dataset = check_drift(reference, window, config=config)
+        drifts, share, dataset = check_drift(reference, window, config=config, threads=threads)
         times.append(time.perf_counter() - start)
     peak = _status("VmHWM") if reset else None
     tracemalloc.start()
-    check_drift(reference, window, config=config)
+    check_drift(reference, window, config=config, threads=threads)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     out: dict[str, Any] = {
@@ -127,7 +131,7 @@ def child(folder: Path, repeat: int, chunk_rows: int, anchor: bool) -> dict[str,
     }
     if chunk_rows:
         start = time.perf_counter()
-        accumulator = DriftAccumulator(reference)
+        accumulator = DriftAccumulator(reference, threads=threads)
         for offset in range(0, window.num_rows, chunk_rows):
             accumulator.update(window.slice(offset, chunk_rows))
         streamed = accumulator.result(config)
@@ -182,12 +186,13 @@ def main() -> None:
     parser.add_argument("--reference-rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--chunk-rows", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-anchor", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = child(args.child, args.repeat, args.chunk_rows, not args.no_anchor)
+        result = child(args.child, args.repeat, args.chunk_rows, not args.no_anchor, args.threads)
         print(json.dumps(result))
         return
 
@@ -208,12 +213,15 @@ def main() -> None:
         del window
         command = [sys.executable, __file__, "--child", str(folder), "--repeat", str(args.repeat)]
         command += ["--chunk-rows", str(args.chunk_rows)]
+        if args.threads is not None:
+            command += ["--threads", str(args.threads)]
         if args.no_anchor:
             command.append("--no-anchor")
         env = dict(os.environ)
         done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         result = json.loads(done.stdout.strip().splitlines()[-1])
     result["reference_rows"] = args.reference_rows
+    result["threads"] = args.threads
     result["profile_seconds"] = profile_seconds
     if args.json:
         print(json.dumps(result, indent=2))
@@ -228,7 +236,7 @@ def main() -> None:
     )
     print(
         f"  time: best {min(seconds):.3f} s, median {sorted(seconds)[len(seconds) // 2]:.3f} s "
-        f"over {len(seconds)} runs"
+        f"over {len(seconds)} runs (threads: {args.threads or 'auto'})"
     )
     print(f"  window raw size: {raw / mib:.0f} MiB")
     loaded = result["rss_loaded"] - result["rss_before_load"]

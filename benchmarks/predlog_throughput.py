@@ -90,10 +90,10 @@ def drive(append_and_wait: Callable[[dict[str, Any]], None], threads: int, per: 
     return threads * per / (time.perf_counter() - began)
 
 
-def run_kyklos(threads: int, per: int, *, durable: bool = True) -> tuple[float, float]:
+def run_kyklos(threads: int, per: int, *, fsync: bool = True) -> tuple[float, float]:
     folder = Path(tempfile.mkdtemp(prefix="predlog-bench-"))
     try:
-        writer = PredictionLogWriter(folder, features=FEATURES, durable=durable)
+        writer = PredictionLogWriter(folder, features=FEATURES, fsync=fsync)
         rate = drive(lambda r: writer.append(r).wait(), threads, per)
         stats = writer.stats()
         writer.close()
@@ -149,7 +149,7 @@ def main() -> None:
         kyklos_rates.append(rate)
         group_sizes.append(group)
         anchor_rates.append(run_anchor(args.threads, max(args.anchor_records // args.threads, 1)))
-    no_fsync, _ = run_kyklos(args.threads, per, durable=False)
+    no_fsync, _ = run_kyklos(args.threads, per, fsync=False)
     result = {
         "threads": args.threads,
         "records_per_run": per * args.threads,

@@ -129,3 +129,13 @@ def test_yaml_on_is_a_key_not_a_boolean(tmp_path: Path) -> None:
         env={},
     )
     assert project.config.retrain.on == ["drift", "schedule"]
+
+
+def test_serve_log_fsync_is_off_by_default_and_checked(tmp_path: Path) -> None:
+    assert load_project(write(tmp_path, VALID), env={}).config.serve.log.fsync is False
+    on = load_project(write(tmp_path, VALID + "serve:\n  log: {fsync: true}\n"), env={})
+    assert on.config.serve.log.fsync is True
+    with pytest.raises(ValidationFailed) as info:
+        load_project(write(tmp_path, VALID + "serve:\n  log: {fsync: sometimes}\n"), env={})
+    issue = info.value.issues[0]
+    assert issue.path == "serve.log.fsync" and issue.value == "sometimes"

@@ -4,9 +4,11 @@
 
 ``BENCH_LOG`` (benchmarking only, never a product setting) picks what the prediction log does:
 
-- ``on`` (default): exactly ``kyklos serve`` (every answer durable in the log first);
-- ``nofsync``: the log is written but not fsynced (what the fsync costs);
-- ``off``: nothing is appended (what the whole log costs: record building, group commit, fsync).
+- ``on`` (default): exactly ``kyklos serve`` (every answer written to the log first: it
+  survives the server being killed);
+- ``fsync``: ``kyklos serve --log-fsync`` (every answer also fdatasync'ed first: it survives a
+  power loss);
+- ``off``: nothing is appended (what the whole log costs: record building, group commit).
 
 ``BENCH_RUNTIME`` (``sklearn`` default, or ``onnx``) is ``kyklos serve --runtime``.
 
@@ -29,22 +31,14 @@ from kyklos.data import predlog_writer
 
 _MODE = os.environ.get("BENCH_LOG", "on")
 
-if _MODE == "nofsync":
-    _init = predlog_writer.LogWriter.__init__
-
-    def _no_fsync(self: Any, *args: Any, **kwargs: Any) -> None:
-        kwargs["durable"] = False
-        _init(self, *args, **kwargs)
-
-    predlog_writer.LogWriter.__init__ = _no_fsync  # type: ignore[method-assign]
-elif _MODE == "off":
+if _MODE == "off":
 
     async def _skip(self: Any, records: Any) -> None:
         return None
 
     predlog_writer.LogWriter.append_async = _skip  # type: ignore[method-assign]
-elif _MODE != "on":
-    raise SystemExit(f"BENCH_LOG={_MODE!r}: expected on, nofsync or off")
+elif _MODE not in ("on", "fsync"):
+    raise SystemExit(f"BENCH_LOG={_MODE!r}: expected on, fsync or off")
 
 if os.environ.get("BENCH_PATHS", "fast") == "slow":
     from kyklos.serving import compiled, fastpath
@@ -58,4 +52,11 @@ if __name__ == "__main__":
 
     project, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     runtime = os.environ.get("BENCH_RUNTIME", "sklearn")  # onnx: the exported graph
-    kyklos.serve(project, host="127.0.0.1", port=port, workers=workers, runtime=runtime)
+    kyklos.serve(
+        project,
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        runtime=runtime,
+        log_fsync=_MODE == "fsync",
+    )

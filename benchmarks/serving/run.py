@@ -10,13 +10,15 @@ p50, p99, errors, kyklos ÷ contender) and writes everything, with the machine a
 JSON (``--json-out``).
 
     .venv/bin/python benchmarks/serving/run.py [--duration 10] [--connections 1,8,64]
-        [--only kyklos,mlflow,...] [--project DIR] [--json-out FILE]
+        [--only kyklos,mlflow,...] [--project DIR] [--json-out FILE] [--bentoml-python PATH]
 
 Contenders (``--only`` takes these names):
 
-- ``kyklos``: ``kyklos serve`` with 1 worker; ``kyklos-2w``: 2 workers; ``kyklos-2w-nofsync``
-  and ``kyklos-2w-nolog``: 2 workers with the prediction log not fsynced / not written
-  (benchmark-only switches of ``kyklos_server.py``). Validation and the log stay on otherwise.
+- ``kyklos``: ``kyklos serve`` with 1 worker (every answer written to the prediction log
+  before it is sent); ``kyklos-2w``: 2 workers; ``kyklos-2w-fsync``: 2 workers with
+  ``--log-fsync`` (every log commit also fdatasync'ed before the answers); ``kyklos-2w-nolog``:
+  2 workers, nothing logged (a benchmark-only switch of ``kyklos_server.py``). Validation and
+  the log stay on otherwise.
   ``kyklos-2w-slowpaths``: 2 workers without the raw-ASGI fast path and without the numpy
   preprocessing (FastAPI routing, scikit-learn + pandas per batch), for comparison.
 - ``mlflow``: ``mlflow models serve --env-manager local`` of the same MLflow model folder.
@@ -24,6 +26,13 @@ Contenders (``--only`` takes these names):
   ``predict_proba(pd.DataFrame([row]))`` (``apps.py``).
 - ``bare-predict``: a bare ASGI app calling ``predict_proba`` per request on the event loop.
 - ``bare-fixed``: a bare ASGI app answering a fixed JSON (the uvicorn ceiling).
+- ``bentoml``: ``bentoml serve`` of a ``@bentoml.service`` calling ``predict_proba`` on a
+  DataFrame of the posted records (``bento_service.py``), 1 worker (its default);
+  ``bentoml-batching``: the same API with ``batchable=True`` (BentoML's adaptive batching).
+  BentoML 1.4 pins an older OpenTelemetry than MLflow, so these run from their own venv:
+  ``--bentoml-python PATH``, or by default /tmp/kyklos-bench-bentoml/.venv, made on demand with
+  scikit-learn, pandas and numpy pinned to this venv's versions (the pickled pipeline must load).
+  Their answers are checked once against kyklos's (same rows) before any load.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ BIN = Path(sys.executable).parent
 CONTENDERS = (
     "kyklos",
     "kyklos-2w",
-    "kyklos-2w-nofsync",
+    "kyklos-2w-fsync",
     "kyklos-2w-nolog",
     "kyklos-2w-slowpaths",
     "kyklos-onnx",
@@ -62,7 +71,11 @@ CONTENDERS = (
     "naive",
     "bare-predict",
     "bare-fixed",
+    "bentoml",
+    "bentoml-batching",
 )
+BENTOML_VENV = Path("/tmp/kyklos-bench-bentoml/.venv")
+BENTOML_SERVICES = {"bentoml": "bento_service:Records", "bentoml-batching": "bento_service:BatchedRecords"}  # fmt: skip
 
 
 @dataclass
@@ -169,7 +182,63 @@ def parts(project: Path, rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def kyklos_answers(project: Path, rows: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """kyklos's predictions and scores for ``rows`` (the champion through scikit-learn, as the
+    ``kyklos`` contender serves it): what the BentoML contenders must answer."""
+    from kyklos.config import load_project
+    from kyklos.serving.model import load_version
+    from kyklos.serving.validation import validate_records
+
+    model = load_version(load_project(project), "champion", runtime="sklearn")
+    columns, _ = validate_records(model.features, rows)
+    prediction, score = model.predict(columns)
+    assert score is not None  # a binary classifier
+    return [float(p) for p in prediction], [float(p) for p in score]
+
+
 # -- servers -------------------------------------------------------------------------------------
+
+
+def bentoml_python(given: Path | None) -> tuple[Path, dict[str, str]]:
+    """The Python of BentoML's venv and its package versions.
+
+    ``given`` is used as it is. Without it, /tmp/kyklos-bench-bentoml/.venv is made on demand
+    (``python -m venv`` with this interpreter, then ``pip install bentoml pyarrow`` with
+    scikit-learn, pandas and numpy pinned to this venv's versions: the pickled pipeline holds
+    their objects). Raises RuntimeError when the venv cannot load the model's libraries at the
+    versions it was pickled with.
+    """
+    from importlib.metadata import version
+
+    pins = {p: version(p) for p in ("scikit-learn", "pandas", "numpy")}
+    probe = (
+        "import json; from importlib.metadata import version as v; import bentoml, sklearn; "
+        "print(json.dumps({p: v(p) for p in ('bentoml', 'scikit-learn', 'pandas', 'numpy', "
+        "'pyarrow', 'cloudpickle', 'starlette', 'uvicorn', 'pydantic')}))"
+    )
+
+    def versions(python: Path) -> dict[str, str] | None:
+        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    python = given or BENTOML_VENV / "bin" / "python"
+    found = versions(python) if python.exists() else None
+    if given is None and (found is None or any(found[p] != v for p, v in pins.items())):
+        print(f"making BentoML's venv {BENTOML_VENV} (pip install, ~1 min) ...", flush=True)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(BENTOML_VENV)], check=True)
+        reqs = ["bentoml", "pyarrow", *(f"{p}=={v}" for p, v in pins.items())]
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *reqs], check=True)
+        found = versions(python)
+    if found is None:
+        raise RuntimeError(f"{python} cannot import bentoml and scikit-learn")
+    wrong = {p: found[p] for p, v in pins.items() if found[p] != v}
+    if wrong:
+        raise RuntimeError(
+            f"{python} has {wrong}, the model was pickled with {pins}: "
+            f"pip install {' '.join(f'{p}=={v}' for p, v in pins.items())}"
+        )
+    return python, found
 
 
 def free_port() -> int:
@@ -180,18 +249,28 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(
-    name: str, project: Path, model_dir: Path, features: list[tuple[str, str]], row: bytes
+    name: str,
+    project: Path,
+    model_dir: Path,
+    features: list[tuple[str, str]],
+    row: bytes,
+    bento_python: Path | None = None,
+    anchor_threads: int = 1,
 ) -> Iterator[str]:
-    """Start contender ``name``; yield its base URL once it answers; stop it (SIGTERM)."""
+    """Start contender ``name``; yield its base URL once it answers; stop it (SIGTERM).
+    ``bento_python`` is the Python of BentoML's venv (the ``bentoml*`` contenders);
+    ``anchor_threads`` the OpenMP threads of every contender but kyklos (0: their default)."""
     port = free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+    if anchor_threads and not name.startswith("kyklos"):
+        env["OMP_NUM_THREADS"] = str(anchor_threads)
     env["BENCH_MODEL"] = str(model_dir / "model.pkl")
     env["BENCH_FEATURES"] = json.dumps(features)
     probe = "/ready"
     if name.startswith("kyklos"):
         workers = "2" if "-2w" in name else "1"
         env["BENCH_LOG"] = (
-            "nofsync" if name.endswith("nofsync") else "off" if name.endswith("nolog") else "on"
+            "fsync" if name.endswith("fsync") else "off" if name.endswith("nolog") else "on"
         )
         env["BENCH_PATHS"] = "slow" if name.endswith("slowpaths") else "fast"
         env["BENCH_RUNTIME"] = "onnx" if name.endswith("onnx") else "sklearn"
@@ -199,6 +278,14 @@ def running(
     elif name == "mlflow":
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
         probe = "/ping"
+    elif name in BENTOML_SERVICES:
+        if bento_python is None:
+            raise RuntimeError("no BentoML venv (see --bentoml-python)")
+        env["PATH"] = f"{bento_python.parent}:{os.environ.get('PATH', '')}"
+        env["BENTOML_DO_NOT_TRACK"] = "True"  # no usage tracking
+        env["BENTOML_HOME"] = str(model_dir.parent / "bentoml-home")  # not ~/bentoml
+        cmd = [str(bento_python), "-m", "bentoml", "serve", BENTOML_SERVICES[name], "--working-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+        probe = "/readyz"
     else:
         target = {"naive": "apps:app", "bare-predict": "apps:bare_predict", "bare-fixed": "apps:bare_fixed"}[name]  # fmt: skip
         cmd = [str(BIN / "uvicorn"), target, "--app-dir", str(HERE), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
@@ -247,15 +334,34 @@ def body_for(name: str, rows: list[dict[str, Any]], many: bool) -> tuple[str, by
         )
     if name.startswith("kyklos"):
         return "/predict", json.dumps({"rows": rows} if many else rows[0]).encode()
+    if name in BENTOML_SERVICES:  # the API's one parameter, ``rows``; one row is a list of one
+        return "/predict", json.dumps({"rows": rows if many else rows[:1]}).encode()
     return "/", json.dumps({"rows": rows} if many else rows[0]).encode()
 
 
-def check(url: str, path: str, body: bytes) -> None:
+def check(
+    url: str,
+    path: str,
+    body: bytes,
+    expected: tuple[list[float], list[float]] | None = None,
+) -> None:
+    """One request must answer 200; with ``expected`` (kyklos's predictions and scores for the
+    rows of ``body``), a BentoML answer must also agree with it row by row."""
     response = httpx.post(
         url + path, content=body, headers={"content-type": "application/json"}, timeout=60
     )
     if response.status_code != 200:
         raise RuntimeError(f"{url}{path} answered {response.status_code}: {response.text[:500]}")
+    if expected is not None:
+        got = [(float(a["prediction"]), float(a["score"])) for a in response.json()]
+        want = list(zip(*expected, strict=True))
+        pairs = enumerate(zip(got, want, strict=False))  # a length mismatch is reported below
+        wrong = [i for i, (g, w) in pairs if g[0] != w[0] or abs(g[1] - w[1]) > 1e-9]
+        if wrong or len(got) != len(want):
+            raise RuntimeError(
+                f"{url}{path}: {len(got)} answers for {len(want)} rows, {len(wrong)} disagree "
+                f"with kyklos (prediction, score); first rows: kyklos {want[:3]}, got {got[:3]}"
+            )
 
 
 def wrk(
@@ -328,6 +434,18 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(CONTENDERS))
     parser.add_argument("--project", type=Path, help="a trained flights project to reuse")
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--anchor-threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for every contender but kyklos (kyklos limits its own to 1): 1 is "
+        "how a tuned deployment runs on 2 cores; 0 leaves scikit-learn's default (all cores)",
+    )
+    parser.add_argument(
+        "--bentoml-python",
+        type=Path,
+        help=f"Python of a venv with bentoml (default: {BENTOML_VENV}, made on demand)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -359,9 +477,27 @@ def run(
         print(f"  {name:62s} {micros:10.1f}")
     results: list[Result] = []
     loads: list[float] = []
+    bento_python: Path | None = None
+    bento_versions: dict[str, str] = {}
+    expected: dict[bool, tuple[list[float], list[float]]] = {}
+    if any(name in BENTOML_SERVICES for name in chosen):
+        try:
+            bento_python, bento_versions = bentoml_python(args.bentoml_python)
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            print(f"bentoml contenders will be skipped: {exc}", flush=True)
+        answers = kyklos_answers(project, rows)
+        expected = {False: (answers[0][:1], answers[1][:1]), True: answers}
     for name in chosen:
         try:
-            server = running(name, project, model_dir, features, json.dumps(rows[0]).encode())
+            server = running(
+                name,
+                project,
+                model_dir,
+                features,
+                json.dumps(rows[0]).encode(),
+                bento_python,
+                args.anchor_threads,
+            )
             url = server.__enter__()
         except RuntimeError as exc:
             print(f"{name}: skipped: {exc}", flush=True)
@@ -371,7 +507,7 @@ def run(
                 (True, c) for c in args.many_connections.split(",")
             ]:
                 path, body = body_for(name, rows, many)
-                check(url, path, body)
+                check(url, path, body, expected.get(many) if name in BENTOML_SERVICES else None)
                 wrk(url + path, body, int(conns), min(2.0, args.duration))  # warm-up
                 loads.append(os.getloadavg()[0])
                 n, rps, p50, p99, errors = wrk(url + path, body, int(conns), args.duration)
@@ -388,6 +524,7 @@ def run(
             server.__exit__(None, None, None)
     print("\n" + table(results))
     report = {
+        "anchor_omp_threads": args.anchor_threads or "default",
         "machine": machine(),
         "load_average_1min": {
             "min": min(loads),
@@ -395,6 +532,7 @@ def run(
             "max": max(loads),
         },
         "parts_us": cost,
+        "bentoml_venv": bento_versions,
         "results": [asdict(r) for r in results],
     }
     print(json.dumps({k: report[k] for k in ("machine", "load_average_1min")}, indent=1))

@@ -75,8 +75,8 @@ class Loop:
         logs = project.state_dir / "logs"
         ids: list[str] = []
         with (
-            PredictionLogWriter(logs, features=features, durable=False) as writer,
-            LabelLogWriter(logs, durable=False) as label_writer,
+            PredictionLogWriter(logs, features=features, fsync=False) as writer,
+            LabelLogWriter(logs, fsync=False) as label_writer,
         ):
             for start in range(0, rows.num_rows, batch):
                 part = rows.slice(start, batch)

@@ -99,7 +99,7 @@ def write_log(project: Path) -> LogWriter:
         own = writer is None
         if writer is None:
             writer = PredictionLogWriter(
-                project / ".kyklos" / "logs", features=features, durable=False
+                project / ".kyklos" / "logs", features=features, fsync=False
             )
         try:
             for start in range(0, rows.num_rows, batch):
@@ -137,7 +137,7 @@ def write_log(project: Path) -> LogWriter:
 def open_writer(project: Path) -> Iterator[PredictionLogWriter]:
     """A prediction-log writer left open (its rows stay in a live WAL until closed)."""
     writer = PredictionLogWriter(
-        project / ".kyklos" / "logs", features=_features(project), durable=False
+        project / ".kyklos" / "logs", features=_features(project), fsync=False
     )
     yield writer
     writer.close()
@@ -150,7 +150,7 @@ def write_labels(project: Path) -> Callable[[list[str], pa.Table, int], None]:
 
     def write(ids: list[str], rows: pa.Table, batch: int = 100) -> None:
         late = rows.column("late").cast(pa.float64()).to_numpy(zero_copy_only=False)
-        writer = LabelLogWriter(project / ".kyklos" / "logs", durable=False)
+        writer = LabelLogWriter(project / ".kyklos" / "logs", fsync=False)
         try:
             for i, rid in enumerate(ids):
                 labels = late[i * batch : (i + 1) * batch]

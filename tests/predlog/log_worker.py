@@ -4,6 +4,10 @@ python log_worker.py ack ROOT THREADS SEGMENT_ROWS
     THREADS threads append single-row requests as fast as they can; each request id is
     written to stdout (one line, one write) only after its commit is durable. Runs until
     killed.
+python log_worker.py ack-async ROOT TASKS SEGMENT_ROWS
+    the server's default path: TASKS coroutines on one event loop append with
+    ``append_async`` to a writer without fsync (committed on the loop, written to the OS), each
+    printing its request id only after the await returns. Runs until killed.
 python log_worker.py crash ROOT N
     appends N single-row requests and one 3-row request, waits for them, then kills
     itself with SIGKILL (no close(): the WAL is left behind).
@@ -56,6 +60,26 @@ def ack(root: Path, threads: int, segment_rows: int) -> None:
     threading.Event().wait()
 
 
+def ack_async(root: Path, tasks: int, segment_rows: int) -> None:
+    import asyncio
+
+    writer = PredictionLogWriter(root, features=FEATURES, segment_rows=segment_rows, fsync=False)
+
+    async def work(t: int) -> None:
+        i = 0
+        while True:
+            request_id = f"{os.getpid()}-{t}-{i}"
+            await writer.append_async(record(request_id))
+            os.write(1, (request_id + "\n").encode())  # acknowledged only now
+            i += 1
+
+    async def main() -> None:
+        os.write(1, b"ready\n")
+        await asyncio.gather(*(work(t) for t in range(tasks)))
+
+    asyncio.run(main())
+
+
 def crash(root: Path, n: int) -> None:
     writer = PredictionLogWriter(root, features=FEATURES)
     commits = [writer.append(record(f"c-{i}")) for i in range(n)]
@@ -95,6 +119,8 @@ if __name__ == "__main__":
     mode, folder, *rest = sys.argv[1:]
     if mode == "ack":
         ack(Path(folder), int(rest[0]), int(rest[1]))
+    elif mode == "ack-async":
+        ack_async(Path(folder), int(rest[0]), int(rest[1]))
     elif mode == "crash":
         crash(Path(folder), int(rest[0]))
     elif mode == "fsize":

@@ -1,7 +1,9 @@
 """Nothing acknowledged is lost: writers killed with SIGKILL under load, then counted.
 
 Each worker process (``log_worker.py ack``) appends single-row requests from several threads and
-prints a request id only after the commit covering it is durable. The test reads the
+prints a request id only after the commit covering it is durable (fsynced); ``ack-async`` is
+the server's default path instead: coroutines on one event loop, the writer without fsync, the
+loop committing (a write to the operating system, which SIGKILL cannot undo). The test reads the
 acknowledgements for a while, kills every worker with SIGKILL, and checks that every
 acknowledged id is in the log: first as left behind (complete WAL batches, torn tails ignored),
 then after a new writer has recovered (sealed) the orphaned WAL files.
@@ -26,10 +28,12 @@ from kyklos.data.predlog import PredictionLog, PredictionLogWriter
 WORKER = Path(__file__).with_name("log_worker.py")
 
 
-def _start(root: Path, threads: int, segment_rows: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    root: Path, threads: int, segment_rows: int, log: Path, mode: str = "ack"
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, str(WORKER), "ack", str(root), str(threads), str(segment_rows)],
+            [sys.executable, str(WORKER), mode, str(root), str(threads), str(segment_rows)],
             stdout=subprocess.PIPE,
             stderr=stderr,
         )
@@ -51,12 +55,14 @@ def _collect(proc: subprocess.Popen[bytes], acks: list[str]) -> threading.Thread
 
 
 @pytest.mark.parametrize(
-    ("processes", "threads", "segment_rows", "load_seconds"),
+    ("processes", "threads", "segment_rows", "load_seconds", "mode"),
     [
-        pytest.param(1, 16, 100_000, 1.0, id="one-process-16-threads"),
-        pytest.param(1, 64, 2_000, 1.0, id="one-process-64-threads-sealing-under-load"),
-        pytest.param(2, 8, 1_500, 0.8, id="two-processes-one-folder"),
-        pytest.param(1, 4, 100_000, 0.3, id="early-kill"),
+        pytest.param(1, 16, 100_000, 1.0, "ack", id="one-process-16-threads"),
+        pytest.param(1, 64, 2_000, 1.0, "ack", id="one-process-64-threads-sealing-under-load"),
+        pytest.param(2, 8, 1_500, 0.8, "ack", id="two-processes-one-folder"),
+        pytest.param(1, 4, 100_000, 0.3, "ack", id="early-kill"),
+        pytest.param(1, 64, 2_000, 1.0, "ack-async", id="event-loop-no-fsync-sealing-under-load"),
+        pytest.param(2, 16, 100_000, 0.8, "ack-async", id="event-loop-no-fsync-two-processes"),
     ],
 )
 def test_acknowledged_predictions_survive_sigkill(
@@ -66,9 +72,10 @@ def test_acknowledged_predictions_survive_sigkill(
     threads: int,
     segment_rows: int,
     load_seconds: float,
+    mode: str,
 ) -> None:
     stderr = tmp_path / "worker-stderr.txt"
-    procs = [_start(root, threads, segment_rows, stderr) for _ in range(processes)]
+    procs = [_start(root, threads, segment_rows, stderr, mode) for _ in range(processes)]
     acks: list[str] = []
     readers = [_collect(proc, acks) for proc in procs]
     time.sleep(load_seconds)

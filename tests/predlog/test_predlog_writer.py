@@ -415,3 +415,77 @@ def test_any_values_round_trip(rows: list[tuple[float | None, str | None, float]
             assert math.isnan(row["f.distance"])  # a missing number is NaN in float64 columns
         else:
             assert row["f.distance"] == distance
+
+
+def test_without_fsync_the_event_loop_commits_each_iterations_appends_together(
+    root: Path, make_batch: Callable[..., Any]
+) -> None:
+    committers: list[str] = []
+
+    async def main(writer: PredictionLogWriter) -> None:
+        original = writer._commit
+
+        def spy(group: Any) -> None:
+            committers.append(threading.current_thread().name)
+            original(group)
+
+        writer._commit = spy  # type: ignore[method-assign]
+        await asyncio.gather(*(writer.append_async(make_batch(f"a-{i}")) for i in range(100)))
+        for i in range(3):  # one at a time: one commit each, at once
+            await writer.append_async(make_batch(f"b-{i}"))
+
+    with PredictionLogWriter(root, features=FEATURES, fsync=False) as writer:
+        asyncio.run(main(writer))
+        stats = writer.stats()
+        assert stats.rows == 103 and stats.pending_rows == 0
+        # the 100 appends of one loop iteration: one group (max_batch_rows 4096), then 3
+        assert stats.commits == 4 == len(committers)
+        assert set(committers) == {threading.main_thread().name}  # on the loop, no thread hop
+        batches = _wal_batches(root)
+        assert [b.num_rows for b in batches] == [100, 1, 1, 1]
+    ids = PredictionLog(root).scan(columns=["request_id"]).column("request_id").to_pylist()
+    assert sorted(ids) == sorted([f"a-{i}" for i in range(100)] + [f"b-{i}" for i in range(3)])
+
+
+def test_with_fsync_async_appends_are_committed_by_the_thread(
+    root: Path, make_batch: Callable[..., Any]
+) -> None:
+    committers: list[str] = []
+    with PredictionLogWriter(root, features=FEATURES, fsync=True) as writer:
+        original = writer._commit
+
+        def spy(group: Any) -> None:
+            committers.append(threading.current_thread().name)
+            original(group)
+
+        writer._commit = spy  # type: ignore[method-assign]
+
+        async def main() -> None:
+            await asyncio.gather(*(writer.append_async(make_batch(f"a-{i}")) for i in range(50)))
+
+        asyncio.run(main())
+        assert writer.stats().rows == 50
+    assert committers and all(name.startswith("kyklos-log-commit") for name in committers)
+
+
+def test_thread_and_loop_commits_interleave_without_losing_or_repeating_rows(
+    root: Path, make_batch: Callable[..., Any]
+) -> None:
+    with PredictionLogWriter(root, features=FEATURES, fsync=False) as writer:
+
+        def threads_append() -> None:
+            for i in range(300):
+                writer.append(make_batch(f"t-{i}")).wait()
+
+        async def main() -> None:
+            thread = threading.Thread(target=threads_append)
+            thread.start()
+            for i in range(300):
+                await writer.append_async(make_batch(f"l-{i}"))
+            await asyncio.to_thread(thread.join)
+
+        asyncio.run(main())
+    table = PredictionLog(root).scan(columns=["request_id", "seq"])
+    ids = table.column("request_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 600
+    assert sorted(table.column("seq").to_pylist()) == list(range(600))

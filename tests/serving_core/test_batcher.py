@@ -171,3 +171,69 @@ def test_a_failing_model_getter_fails_the_batch_not_the_batcher(
 
     prediction, _, version = asyncio.run(main())
     assert prediction.shape == (1,) and version == loaded.version
+
+
+class Threads(Recording):
+    """The real model, recording which thread ran each predict call."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        super().__init__(model)
+        self.threads: list[int] = []
+
+    def predict(self, columns: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        import threading
+
+        self.threads.append(threading.get_ident())
+        return super().predict(columns)
+
+
+def test_a_lone_small_request_is_predicted_on_the_loop_and_batches_in_the_thread(
+    loaded: LoadedModel, rows: list[dict[str, Any]], expected: tuple[np.ndarray, np.ndarray]
+) -> None:
+    import threading
+
+    model = Threads(loaded)
+    many = validate_records(loaded.features, rows[:40])[0]
+
+    async def main() -> tuple[list[Any], Any]:
+        batcher = Batcher(lambda: model, max_batch_rows=64, max_wait_ms=5, inline_rows=16)  # type: ignore[arg-type,return-value]
+        try:
+            alone = [await batcher.submit(one(loaded, r), 1) for r in rows[:3]]  # one at a time
+            big = await batcher.submit(many, 40)  # one request, over inline_rows: the thread
+            together = await asyncio.gather(*(batcher.submit(one(loaded, r), 1) for r in rows))
+            return [*alone, big, *together], batcher.stats()
+        finally:
+            await batcher.close()
+
+    results, stats = asyncio.run(main())
+    here = threading.get_ident()
+    assert model.threads[:3] == [here] * 3  # sequential single rows: on the event loop
+    assert model.threads[3] != here and model.calls[3] == 40
+    batched = [t for t, n in zip(model.threads[4:], model.calls[4:], strict=True) if n > 1]
+    assert batched and all(t != here for t in batched)  # merged batches: the worker thread
+    assert stats.requests == 4 + N_ROWS and stats.rows == 3 + 40 + N_ROWS
+    for i, (prediction, score, _) in enumerate(results[:3]):
+        assert prediction[0] == expected[0][i]
+        np.testing.assert_allclose(score, expected[1][i : i + 1], rtol=1e-12)
+    np.testing.assert_array_equal(results[3][0], expected[0][:40])
+    for i, (prediction, _, _) in enumerate(results[4:]):
+        assert prediction[0] == expected[0][i]
+
+
+def test_inline_rows_zero_keeps_every_prediction_off_the_loop(
+    loaded: LoadedModel, rows: list[dict[str, Any]]
+) -> None:
+    import threading
+
+    model = Threads(loaded)
+
+    async def main() -> None:
+        batcher = Batcher(lambda: model, inline_rows=0)  # type: ignore[arg-type,return-value]
+        try:
+            for r in rows[:3]:
+                await batcher.submit(one(loaded, r), 1)
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert len(model.threads) == 3 and threading.get_ident() not in model.threads

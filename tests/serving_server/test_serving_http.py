@@ -225,8 +225,15 @@ def test_body_without_content_length_is_limited_too(server: Server) -> None:
     assert response.json()["error"]["field"] == "body"
 
 
-def test_acknowledged_predictions_survive_sigkill(trained: Path, row: dict[str, Any]) -> None:
-    srv = start_server(trained)
+@pytest.mark.parametrize("args", [(), ("--log-fsync",)], ids=["written-to-os", "fsynced"])
+def test_acknowledged_predictions_survive_sigkill(
+    trained: Path, row: dict[str, Any], args: tuple[str, ...]
+) -> None:
+    srv = start_server(trained, *args)
+    fsync = bool(args)
+    assert ("log fsync" in srv.banner) is fsync, srv.banner
+    with srv.client() as client:
+        assert f"\nkyklos_prediction_log_fsync {float(fsync)}" in client.get("/metrics").text
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()

@@ -30,6 +30,7 @@ def serve(
     loop: bool = False,
     runtime: str | None = None,
     workers: int | None = None,
+    log_fsync: bool | None = None,
 ) -> None:
     """Serve the champion of ``project`` until interrupted (uvicorn).
 
@@ -43,7 +44,9 @@ def serve(
     server loads (see :func:`kyklos.serving.model.load_version`); ``onnx`` refuses to start, or
     to swap to a version, without a checked ONNX export. ``workers`` (default ``serve.workers``:
     1) processes share the socket, each with its own model, batcher and prediction-log writer
-    (see :mod:`kyklos.serving.workers`).
+    (see :mod:`kyklos.serving.workers`). Every answer is committed to the prediction log before
+    it is sent: written to the operating system (it survives the server being killed), and with
+    ``log_fsync`` (default ``serve.log.fsync``: off) also fdatasync'ed (it survives a power loss).
     """
     from kyklos.serving.app import ServeOptions
     from kyklos.serving.auth import TOKEN_ENV, is_loopback, resolve_token
@@ -72,6 +75,7 @@ def serve(
     options = ServeOptions(
         max_batch_rows=settings.batching.max_batch_rows,
         max_wait_ms=settings.batching.max_wait_ms,
+        log_fsync=settings.log.fsync if log_fsync is None else log_fsync,
         token=secret,
     )
     app = _app(loaded, options, model) if workers == 1 else None
@@ -80,6 +84,7 @@ def serve(
         f"kyklos serve: {model.name} v{model.version} on http://{shown}:{bound} "
         f"(runtime: {model.runtime}, docs: /docs, metrics: /metrics"
         f"{', token required' if secret else ''}"
+        f"{', log fsync' if options.log_fsync else ''}"
         f"{f', {workers} workers' if workers > 1 else ''})\n"
     )
     if model.runtime_reason and NO_EXPORT not in model.runtime_reason:
@@ -113,10 +118,14 @@ def _app(project: Project, options: ServeOptions, model: LoadedModel | None = No
     return FastPath(create_app(project, options=options, model=model))
 
 
-def _worker_app(project: Project, options: ServeOptions) -> Any:
-    """What each worker process of ``kyklos serve --workers N`` serves (its own model)."""
+def _worker_app(project: Project, options: ServeOptions, shared: Path) -> Any:
+    """What each worker process of ``kyklos serve --workers N`` serves (its own model);
+    ``shared`` is the directory the server's workers share (:mod:`kyklos.serving.workers`)."""
+    import dataclasses
+
     from kyklos.serving.model import load_version
 
+    options = dataclasses.replace(options, shared_dir=shared)
     return _app(project, options, load_version(project, "champion"))
 
 

@@ -55,6 +55,14 @@ def serve(
             help="worker processes sharing the port (default: serve.workers, 1)",
         ),
     ] = None,
+    log_fsync: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-fsync/--no-log-fsync",
+            help="fdatasync each prediction-log commit before answering (survives a power "
+            "loss, not only a killed server); default: serve.log.fsync, off",
+        ),
+    ] = None,
 ) -> None:
     """Serve the champion model: POST /predict, /invocations, /feedback; GET /metrics, /docs."""
     from kyklos.api.serve import serve as _serve
@@ -68,4 +76,5 @@ def serve(
         loop=loop,
         runtime=runtime,
         workers=workers,
+        log_fsync=log_fsync,
     )

@@ -1,9 +1,11 @@
 """The :class:`Commit` of a group of log appends: wait for it in threads, await it in asyncio.
 
-A commit is resolved once, by the committer thread, after the fsync that covers its group (or
-with the error that kept the group from being written). Waiting threads pass a lock along (a
-wake-up chain, much cheaper for many threads than a Condition's notify_all); awaiting coroutines
-get their futures resolved on their own loop through ``call_soon_threadsafe``, once per loop.
+A commit is resolved once, by whoever committed its group (the committer thread or the event
+loop), after the write (and fsync) that covers it, or with the error that kept the group from
+being written. Waiting threads pass a lock along (a wake-up chain, much cheaper for many threads
+than a Condition's notify_all); awaiting coroutines get their futures resolved on their own
+loop: directly when the commit runs on that loop, else through ``call_soon_threadsafe``, once
+per loop.
 """
 
 from __future__ import annotations
@@ -73,7 +75,14 @@ class Commit:
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for loop, future in waiters:
             by_loop.setdefault(loop, []).append(future)
+        try:
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, futures in by_loop.items():
+            if loop is here:
+                _wake(futures)
+                continue
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_wake, futures)
 

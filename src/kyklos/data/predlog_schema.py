@@ -195,7 +195,7 @@ class LogSchema:
         parts = list(zip(*(b.values for b in batches), strict=True))
         if all(b.scalar for b in batches):  # single-row requests: one list per column
             total = len(batches)
-            arrays = [_flat(c, list(p)) for c, p in zip(self.columns, parts, strict=True)]
+            arrays = self._flat_columns(parts, total)
         else:
             counts = [b.rows for b in batches]
             total = sum(counts)
@@ -205,6 +205,31 @@ class LogSchema:
         arrays.append(pa.array(np.full(total, writer, dtype=object), type=pa.string()))
         arrays.append(pa.array(np.arange(first_seq, first_seq + total, dtype=np.int64)))
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+    def _flat_columns(self, parts: list[tuple[Any, ...]], total: int) -> list[pa.Array]:
+        """One Arrow array per column from one scalar per row.
+
+        The float64 columns without nulls are converted together: one numpy matrix, each
+        column an Arrow view of its row of it (~1 µs a column against ~3 µs for
+        ``pa.array`` of a list, which sets the cost of a one-row commit).
+        """
+        arrays: list[pa.Array | None] = [None] * len(parts)
+        dense: list[int] = []
+        for i, (column, values) in enumerate(zip(self.columns, parts, strict=True)):
+            if column.kind == "float64" and None not in values:
+                dense.append(i)
+            else:
+                arrays[i] = _flat(column, list(values))
+        if dense:
+            matrix = np.array([parts[i] for i in dense], dtype=np.float64)
+            buffer = pa.py_buffer(matrix)  # holds the matrix alive
+            width = total * 8
+            for row, i in enumerate(dense):
+                arrays[i] = pa.Array.from_buffers(
+                    _FLOAT64, total, [None, buffer.slice(row * width, width)]
+                )
+        return arrays
 
 
 def prediction_schema(features: Sequence[tuple[str, str]] = ()) -> LogSchema:
@@ -355,6 +380,9 @@ def _timestamps(values: Any, where: str) -> np.ndarray[Any, Any]:
     else:
         micros = np.array([_timestamp(v, where) for v in array.tolist()], dtype=np.int64)
     return micros
+
+
+_FLOAT64 = pa.float64()
 
 
 def _flat(column: Column, values: list[Any]) -> pa.Array:

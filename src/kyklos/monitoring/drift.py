@@ -5,17 +5,20 @@ Nothing here reads training data: the reference side of every comparison is the
 are binned on the reference's own bins:
 
 * numeric: the reference's fixed ``edges`` (``len(edges) + 1`` open bins, as
-  :func:`~kyklos.data.profile.histogram_on`). Up to 128 edges the counts come from one
-  vectorised comparison per edge (``count(x >= e)``, about 0.1 ms per million values, ten times
-  faster than ``np.searchsorted``), beyond from ``np.searchsorted`` + ``np.bincount``. When the
-  reference profile records the sum of each bin's values, so does the window
-  (:func:`bin_numeric_sums`: the comparisons add up to a bin index, and one weighted
-  ``np.bincount`` sums the values per bin), for the Wasserstein distance on bin means. NaN,
-  ±inf and nulls are missing, as in the profile. Arrow chunks are read in place (zero-copy for
+  :func:`~kyklos.data.profile.histogram_on`). When the reference profile records the sum of
+  each bin's values, so does the window (:func:`bin_numeric_sums`), for the Wasserstein
+  distance on bin means: up to 253 edges, each value's bin is how many of the edges it
+  reaches, from comparisons done a cache-sized block of values at a time (4 ms per million
+  values on 22 edges, 17 ms on 128, against 25 and 44 ms for ``np.searchsorted``); beyond,
+  from ``np.searchsorted``; then ``np.bincount`` counts the bins and sums their values (in the
+  values' order, so the sums are those of ``np.searchsorted`` + ``np.bincount`` bit for bit).
+  Without sums (older profiles), :func:`bin_numeric` counts ``x >= e`` per edge. NaN, ±inf
+  and nulls are missing, as in the profile. Arrow chunks are read in place (zero-copy for
   integer and float columns without nulls, one float64 copy per chunk otherwise).
 * categorical and boolean: the reference's top-k categories (up to 1,000) plus one
   ``"__other__"`` slot (every value outside them, including categories the reference never
-  saw), counted with ``pyarrow.compute.value_counts``. Before a statistic is computed, the
+  saw), counted with ``pyarrow.compute.value_counts``, or for string columns by looking each
+  value up among the top-k (:func:`category_slots`). Before a statistic is computed, the
   reference categories too rare to be measured in this window — fewer than 5 expected values
   (reference share × the window's values; Cochran's rule for the chi-square test) — are
   pooled with ``"__other__"`` (:func:`pool_rare_categories`). A long tail is thus compared
@@ -26,7 +29,8 @@ are binned on the reference's own bins:
 
 The per-feature histograms are plain count arrays, so chunks and shards add up exactly:
 :class:`DriftAccumulator` streams a window of any size in bounded memory and :func:`check_drift`
-is one accumulator fed one table. Each feature is then judged by one statistic of
+is one accumulator fed one table; the columns of a large table are binned in parallel threads.
+Each feature is then judged by one statistic of
 :mod:`kyklos.monitoring.stats`, chosen (first match wins) by ``monitor.drift.per_feature``,
 ``numeric`` / ``categorical``, ``method`` (unless ``auto``, and only for features of a kind it
 supports) and finally :func:`~kyklos.monitoring.stats.default_method`. The dataset drifts when
@@ -40,7 +44,10 @@ Datetime columns are not checked for drift.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,6 +74,7 @@ __all__ = [
     "bin_numeric_sums",
     "categories_of",
     "category_counts",
+    "category_slots",
     "check_drift",
     "current_histograms",
     "numeric_chunk",
@@ -78,6 +86,13 @@ __all__ = [
 OTHER = "__other__"
 PREDICTION = "__prediction__"
 COMPARE_MAX_EDGES = 128  # beyond this many edges np.searchsorted beats one comparison per edge
+SLOT_MAX_EDGES = 253  # bin_numeric_sums: up to here a uint8 holds the slot (255 bounds at most)
+BLOCK_BYTES = 1 << 19  # comparisons of one block of values with every bin bound: kept in cache
+BLOCK_MIN, BLOCK_MAX = 1 << 12, 1 << 16  # values per block
+MAX_THREADS = 4  # threads binning the columns of one chunk side by side, by default
+THREAD_MIN_VALUES = 1 << 20  # a chunk of fewer values (rows × columns) is binned in one thread
+WORK_BYTES_PER_ROW = 16  # one thread's work arrays (BinBuffers.take): an intp and a float64
+_LOWEST = np.nextafter(-np.inf, 0.0)  # the lowest float: every finite value reaches it
 MIN_EXPECTED = 5.0  # a category expected fewer times in a window is pooled with "__other__"
 # what a string holding a number looks like (Arrow's cast to float64 then accepts it)
 NUMBER_PATTERN = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$|^\s*[-+]?(inf|infinity|nan)\s*$"
@@ -126,26 +141,31 @@ def bin_numeric(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, int]
 
 
 class BinBuffers:
-    """Work arrays for :func:`bin_numeric_sums`, reused from chunk to chunk and column to
-    column: fresh arrays of a million values cost page faults on every call, as much as the
-    binning itself."""
+    """Work arrays for :func:`bin_numeric_sums` and :func:`category_slots`, reused from chunk to
+    chunk and column to column: fresh arrays of a million values cost page faults on every
+    call, as much as the binning itself. ``size`` is the longest chunk served so far."""
 
     def __init__(self) -> None:
         self.size = 0
-        self._mask = np.empty(0, dtype=bool)
-        self._index8 = np.empty(0, dtype=np.uint8)
         self._index = np.empty(0, dtype=np.intp)
         self._weights = np.empty(0, dtype=np.float64)
+        self._above = np.zeros((0, 0), dtype=bool)
 
-    def take(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(mask, uint8 index, intp index, float64 weights)`` of length ``n``."""
+    def take(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(intp index, float64 weights)`` of length ``n``."""
         if n > self.size:
             self.size = n
-            self._mask = np.empty(n, dtype=bool)
-            self._index8 = np.empty(n, dtype=np.uint8)
             self._index = np.empty(n, dtype=np.intp)
             self._weights = np.empty(n, dtype=np.float64)
-        return self._mask[:n], self._index8[:n], self._index[:n], self._weights[:n]
+        return self._index[:n], self._weights[:n]
+
+    def above(self, rows: int, block: int) -> np.ndarray:
+        """A ``rows × block`` bool matrix; ``block`` is a multiple of 8, and so is its row
+        stride (each row can be viewed as uint64 words)."""
+        held = self._above.shape
+        if held[0] < rows or held[1] < block:
+            self._above = np.zeros((max(rows, held[0]), max(block, held[1])), dtype=bool)
+        return self._above[:rows, :block]
 
 
 def bin_numeric_sums(
@@ -153,6 +173,9 @@ def bin_numeric_sums(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """``(counts, sums, missing)``: as :func:`bin_numeric`, with the sum of the values in each
     bin (NaN and ±inf are missing, in no bin and no sum). ``buffers`` are reused work arrays.
+
+    Counts and sums are those of ``np.searchsorted`` + ``np.bincount`` on the finite values,
+    bit for bit: each bin's values are added one by one in their order.
 
     >>> counts, sums, missing = bin_numeric_sums(
     ...     np.array([-5.0, 0.0, 0.5, 1.0, 7.0, np.nan, np.inf]), np.array([0.0, 1.0]))
@@ -162,34 +185,53 @@ def bin_numeric_sums(
     n, k = len(values), len(edges)
     if n == 0:
         return np.zeros(k + 1, dtype=np.int64), np.zeros(k + 1), 0
-    mask, index8, index, weights = (buffers or BinBuffers()).take(n)
-    if k > COMPARE_MAX_EDGES:
-        index[:] = np.searchsorted(edges, values, side="right")
+    buffers = buffers or BinBuffers()
+    index, weights = buffers.take(n)
+    # slots: 0 NaN and -inf, 1 below the first edge, i + 1 in [e(i-1), e(i)), k + 1 at or above
+    # the last edge, k + 2 +inf; a value's slot is how many of these bounds it reaches
+    bounds = np.concatenate([[_LOWEST], np.maximum(edges, _LOWEST), [np.inf]])
+    copy = not (values.dtype == np.float64 and values.flags.writeable)
+    if k > SLOT_MAX_EDGES:
+        index[:] = np.searchsorted(bounds, values, side="right")  # NaN: k + 2, past +inf
+        if copy:  # np.bincount would copy a read-only (Arrow) buffer into fresh memory itself
+            np.copyto(weights, values, casting="unsafe")
     else:
-        # one comparison per edge adds up to the bin index (values below e0: 0, NaN and -inf
-        # too, at or above the last edge: k, +inf too); uint8 holds it for k <= 128
-        index8.fill(0)
-        step = mask.view(np.uint8)
-        for edge in edges:
-            np.greater_equal(values, edge, out=mask)
-            np.add(index8, step, out=index8)
-        np.copyto(index, index8)
-    if values.dtype == np.float64 and values.flags.writeable:
-        weights = values
-    else:  # np.bincount would copy a read-only (Arrow) buffer into fresh memory itself
-        np.copyto(weights, values, casting="unsafe")
-    sums = np.bincount(index, weights=weights, minlength=k + 1)
-    if np.all(np.isfinite(sums)):
-        return np.bincount(index, minlength=k + 1).astype(np.int64), sums, 0
-    # a NaN or an infinity reached a sum (rare, so not looked for first): move them to a slot
-    # past the last bin
-    np.isfinite(values, out=mask)
-    np.logical_not(mask, out=mask)
-    index[mask] = k + 1
-    weights = np.where(mask, 0.0, weights)
-    sums = np.bincount(index, weights=weights, minlength=k + 2)[: k + 1]
-    counts = np.bincount(index, minlength=k + 2)[: k + 1].astype(np.int64)
-    return counts, sums, int(np.count_nonzero(mask))
+        _slots_by_comparison(values, bounds, buffers, index, weights if copy else None)
+    found = np.bincount(index, minlength=k + 3)
+    sums = np.bincount(index, weights=weights if copy else values, minlength=k + 3)
+    return found[1 : k + 2].astype(np.int64), sums[1 : k + 2], int(found[0] + found[k + 2])
+
+
+def _slots_by_comparison(
+    values: np.ndarray,
+    bounds: np.ndarray,
+    buffers: BinBuffers,
+    index: np.ndarray,
+    weights: np.ndarray | None,
+) -> None:
+    """``index[i] = count(values[i] >= bounds)`` (fewer than 256 bounds), and ``weights`` a
+    float64 copy of ``values`` unless None.
+
+    Values go by blocks small enough for their comparisons with every bound to stay in the
+    core's cache: one broadcast comparison into a bool matrix, then the sum down its columns,
+    eight at a time: each row viewed as uint64 words adds eight 0/1 bytes per addition, and no
+    byte can carry into the next while the sum stays below 256.
+    """
+    n, rows = len(values), len(bounds)
+    block = min(BLOCK_MAX, max(BLOCK_MIN, BLOCK_BYTES // rows)) & ~7
+    above = buffers.above(rows, block)
+    words = above.view(np.uint64)
+    slot = np.zeros(block, dtype=np.uint8)
+    slot_words = slot.view(np.uint64)
+    column = bounds[:, np.newaxis]
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        width, part = stop - start, values[np.newaxis, start:stop]
+        np.greater_equal(part, column, out=above[:, :width])
+        np.add.reduce(words[:, : (width + 7) // 8], axis=0, out=slot_words[: (width + 7) // 8])
+        np.copyto(index[start:stop], slot[:width])
+        if weights is not None:
+            np.copyto(weights[start:stop], part[0], casting="unsafe")
 
 
 def numeric_chunk(chunk: pa.Array) -> tuple[np.ndarray, int]:
@@ -266,6 +308,36 @@ def category_counts(
     return CategoryCounts(aligned, missing, len(values), first, unseen)
 
 
+def category_slots(
+    column: pa.Array | pa.ChunkedArray, known: pa.Array, buffers: BinBuffers | None = None
+) -> tuple[np.ndarray, int]:
+    """``(counts, missing)``: the ``counts`` of :func:`category_counts` for a string column,
+    whose ``known`` categories are the reference's top-k (``categories[:-1]``, large strings).
+
+    Each value is looked up in ``known`` (one hashing pass, ``pyarrow.compute.index_in``; a
+    fifth faster than ``value_counts``, which builds a table of every distinct value) and the
+    slots are counted; values not found go to the last slot, :data:`OTHER`.
+
+    >>> counts, missing = category_slots(
+    ...     pa.array(["a", "b", None, "z", "a"]), pa.array(["b", "a"], pa.large_string()))
+    >>> counts.tolist(), missing
+    ([1, 2, 1], 1)
+    """
+    k = len(known) + 1
+    missing = int(column.null_count)
+    # not found: the last slot; nulls too, taken off it below
+    found = pc.fill_null(pc.index_in(column, value_set=known), k - 1)
+    chunks = found.chunks if isinstance(found, pa.ChunkedArray) else [found]
+    index, _ = (buffers or BinBuffers()).take(len(column))
+    start = 0
+    for chunk in chunks:
+        np.copyto(index[start : start + len(chunk)], chunk.to_numpy(zero_copy_only=False))
+        start += len(chunk)
+    counts = np.bincount(index, minlength=k).astype(np.int64)
+    counts[k - 1] -= missing
+    return counts, missing
+
+
 def categories_of(column: ColumnProfile) -> tuple[str, ...]:
     """The categories a categorical reference column is compared on: its top-k, then OTHER."""
     return (*column.frequencies, OTHER)
@@ -311,6 +383,7 @@ class _Spec:
     ref_counts: np.ndarray
     ref_sums: np.ndarray | None = None  # numeric, when the profile records per-bin sums
     ref_std: float | None = None  # with ref_sums: the reference's standard deviation
+    known: pa.Array | None = None  # categorical: the top-k categories, for a string lookup
 
     @property
     def n_bins(self) -> int:
@@ -334,7 +407,8 @@ def _spec(column: ColumnProfile) -> _Spec:
         )
     categories = categories_of(column)
     counts = np.array([*column.frequencies.values(), column.other], dtype=np.int64)
-    return _Spec(column.name, "categorical", column, None, categories, counts)
+    known = pa.array(list(categories[:-1]), pa.large_string())
+    return _Spec(column.name, "categorical", column, None, categories, counts, known=known)
 
 
 def _std(column: ColumnProfile, counts: np.ndarray, sums: np.ndarray) -> float | None:
@@ -413,6 +487,9 @@ def _supporting(kind: str) -> list[str]:
 
 
 # -- the accumulator --------------------------------------------------------------------------
+_Binned = tuple[np.ndarray, np.ndarray | None, int]  # counts, per-bin sums or None, missing
+
+
 class DriftAccumulator:
     """Current-window histograms of the features of ``reference``, fed chunk by chunk.
 
@@ -431,8 +508,20 @@ class DriftAccumulator:
     (3, 1)
     """
 
-    def __init__(self, reference: TableProfile, features: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        reference: TableProfile,
+        features: Sequence[str] | None = None,
+        *,
+        threads: int | None = None,
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise MonitorError(
+                f"threads must be at least 1, got {threads}. Hint: leave it None to use up to "
+                f"{MAX_THREADS} of this machine's cores on large chunks, or 1 for none"
+            )
         self.reference = reference
+        self.threads = threads
         self._specs = _specs(reference, features)
         self.features: tuple[str, ...] = tuple(s.name for s in self._specs)
         self.n_rows = 0
@@ -445,23 +534,70 @@ class DriftAccumulator:
         }
         self.missing: dict[str, int] = dict.fromkeys(self.features, 0)
         self.absent: dict[str, int] = dict.fromkeys(self.features, 0)  # rows lacking the column
-        self._buffers = BinBuffers()
+        self._buffers: list[BinBuffers] = []  # one set per thread binning columns
 
     def update(self, chunk: pa.Table) -> DriftAccumulator:
-        """Add the counts of one table of window rows; returns ``self``."""
+        """Add the counts of one table of window rows; returns ``self``.
+
+        Its columns are binned side by side, each in one thread (numpy and Arrow release the
+        GIL while they work): ``threads`` of them, or when None, for a chunk of
+        :data:`THREAD_MIN_VALUES` values or more, as many as the usable cores, up to
+        :data:`MAX_THREADS` and as long as the extra threads' work arrays (16 bytes a row each)
+        take at most a quarter of the chunk's size. Each column is binned exactly as in one
+        thread, so the counts and sums are the same.
+        """
         n = chunk.num_rows
         self.n_rows += n
+        present = []
         for spec in self._specs:
-            if spec.name not in chunk.column_names:
+            if spec.name in chunk.column_names:
+                present.append(spec)
+            else:
                 self.absent[spec.name] += n
                 self.missing[spec.name] += n
-                continue
-            counts, sums, missing = _bin_column(spec, chunk.column(spec.name), self._buffers)
+        for spec, (counts, sums, missing) in zip(
+            present, self._bin_columns(chunk, present), strict=True
+        ):
             self.histograms[spec.name] += counts
             if sums is not None:
                 self.sums[spec.name] += sums
             self.missing[spec.name] += missing
         return self
+
+    def _bin_columns(self, chunk: pa.Table, specs: list[_Spec]) -> list[_Binned]:
+        """:func:`_bin_column` of each spec's column, in the order of ``specs``."""
+        if self.threads is not None:
+            workers = self.threads
+        elif chunk.num_rows * len(specs) >= THREAD_MIN_VALUES:
+            # every thread past the first adds its work arrays: together at most a quarter of
+            # the chunk's size
+            spare = chunk.nbytes // (4 * WORK_BYTES_PER_ROW * chunk.num_rows)
+            workers = min(MAX_THREADS, _usable_cores(), 1 + spare)
+        else:
+            workers = 1
+        workers = max(1, min(workers, len(specs)))
+        while len(self._buffers) < workers:
+            self._buffers.append(BinBuffers())
+        if workers == 1:
+            return [_bin_column(s, chunk.column(s.name), self._buffers[0]) for s in specs]
+        done: dict[int, _Binned] = {}
+        # popped from the end: the categorical columns first (the slowest), then the numeric
+        # ones even out the threads' ends
+        queue = sorted(range(len(specs)), key=lambda i: specs[i].kind == "categorical")
+        lock = threading.Lock()
+
+        def work(buffers: BinBuffers) -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    i = queue.pop()
+                done[i] = _bin_column(specs[i], chunk.column(specs[i].name), buffers)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="kyklos-drift") as pool:
+            for future in [pool.submit(work, b) for b in self._buffers[:workers]]:
+                future.result()
+        return [done[i] for i in range(len(specs))]
 
     def merge(self, other: DriftAccumulator) -> DriftAccumulator:
         """Add the counts of an accumulator of the same reference and features; returns ``self``."""
@@ -523,9 +659,13 @@ class DriftAccumulator:
         return drifts, share, bool(drifts) and share >= config.share_of_features
 
 
-def _bin_column(
-    spec: _Spec, column: pa.ChunkedArray, buffers: BinBuffers
-) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _bin_column(spec: _Spec, column: pa.ChunkedArray, buffers: BinBuffers) -> _Binned:
     """``(counts, per-bin sums or None, missing)`` of one column on the spec's bins."""
     if spec.kind == "numeric":
         assert spec.edges is not None
@@ -544,7 +684,10 @@ def _bin_column(
             counts += chunk_counts
             missing += chunk_missing  # drift counts non-numbers as missing; quality flags them
         return counts, sums, missing
-    assert spec.categories is not None
+    assert spec.categories is not None and spec.known is not None
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        counts, missing = category_slots(column, spec.known, buffers)
+        return counts, None, missing
     found = category_counts(column, spec.categories, unseen_top=0)
     return found.counts, None, found.missing
 
@@ -626,6 +769,7 @@ def check_drift(
     config: DriftConfig,
     features: Sequence[str] | None = None,
     importances: Mapping[str, float] | None = None,
+    threads: int | None = None,
 ) -> tuple[list[FeatureDrift], float, bool]:
     """Drift of every feature of ``current`` against ``reference``.
 
@@ -634,9 +778,10 @@ def check_drift(
     ``importances`` when ``config.weight_by_importance``; features without an importance weigh
     0, and all weigh 1 if none has a positive one) and the dataset verdict
     ``share >= config.share_of_features``. ``features`` defaults to the profile's non-datetime
-    columns.
+    columns. ``threads`` bin the columns side by side (:meth:`DriftAccumulator.update`; None:
+    chosen from the table's size and the usable cores).
     """
-    accumulator = DriftAccumulator(reference, features).update(current)
+    accumulator = DriftAccumulator(reference, features, threads=threads).update(current)
     return accumulator.result(config, importances)
 
 

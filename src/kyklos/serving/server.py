@@ -14,6 +14,16 @@ challenger became the champion), the arm leaves (requests in flight on it finish
 challenger that fails to load leaves the champion serving alone: the arm of an earlier rollout
 leaves too, the failure is recorded (``serving.load_failed``, ``kyklos_model_load_failures``,
 ``rollout.load_error`` on ``/model``) and retried on ``POST /admin/reload``, not by the poll.
+
+With ``kyklos serve --workers N`` every worker runs its own watcher, and each one swaps (or
+fails to load) on its own poll. The events the alias and the rollout cause are recorded once
+per server all the same: each is keyed by what caused it (the alias's revision, bumped on
+every move, or the rollout's id) and recorded by the first worker to claim that key, with an
+empty file created exclusively in the server's shared directory (``ServeOptions.shared_dir``,
+see :mod:`kyklos.serving.workers`). A promotion, a rollback and a promotion again of the same
+version are three revisions, so three events; a worker dying or restarting does not lose an
+event (whichever worker swaps first claims it); a failure retried on ``POST /admin/reload``
+(which reaches one worker) is recorded each time, as in a single process.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 from typing import TYPE_CHECKING, Any
@@ -101,6 +112,7 @@ class ChampionWatcher:
             return
         if self.failed_rollout is not None and not retry:
             return
+        retried = self.failed_rollout is not None  # on POST /admin/reload
         try:
             model = await asyncio.to_thread(load_version, project, rollout.challenger_version)
         except Exception as exc:
@@ -120,6 +132,7 @@ class ChampionWatcher:
                 f"cannot load challenger v{rollout.challenger_version}; the champion serves "
                 f"alone: {reason}",
                 {"version": rollout.challenger_version, "rollout_id": rollout.id},
+                None if retried else f"rollout-{rollout.id}",
             )
             return
         self.failed_rollout = self.challenger_error = None
@@ -130,17 +143,18 @@ class ChampionWatcher:
 
     async def _check_champion(self, *, retry: bool) -> int | None:
         current = self.state.model
-        target = await asyncio.to_thread(self._champion_version)
+        target, revision = await asyncio.to_thread(self._champion_version)
         if target is None or (current is not None and target == current.version):
             self._clear_failure()
             return current.version if current is not None else None
         if target == self._failed and not retry:
             return current.version if current is not None else None
-        await self._load(target)
+        await self._load(target, revision, retried=target == self._failed)
         model = self.state.model
         return model.version if model is not None else None
 
-    def _champion_version(self) -> int | None:
+    def _champion_version(self) -> tuple[int | None, int]:
+        """The version the champion alias names (None: no champion) and the alias's revision."""
         from sqlalchemy import select
 
         from kyklos.store import open_db
@@ -149,14 +163,16 @@ class ChampionWatcher:
         project = self.state.project
         with open_db(project.db_url).read() as conn:
             row = conn.execute(
-                select(aliases.c.version).where(
+                select(aliases.c.version, aliases.c.revision).where(
                     aliases.c.model_name == project.registered_model,
                     aliases.c.alias == "champion",
                 )
             ).first()
-        return int(row.version) if row is not None and row.version is not None else None
+        if row is None or row.version is None:
+            return None, 0
+        return int(row.version), int(row.revision)
 
-    async def _load(self, version: int) -> None:
+    async def _load(self, version: int, revision: int, *, retried: bool = False) -> None:
         from kyklos.serving.model import load_version
 
         metrics = self.state.metrics
@@ -178,6 +194,7 @@ class ChampionWatcher:
                 version,
                 f"cannot load v{version}; {kept} keeps serving: {reason}",
                 {"version": version, "kept": previous.version if previous else None},
+                None if retried else f"champion-r{revision}",
             )
             return
         self.state.swap(model)
@@ -190,6 +207,7 @@ class ChampionWatcher:
             model.version,
             f"serving v{model.version} (was v{old})",
             {"version": model.version, "previous": old},
+            f"champion-r{revision}",
         )
 
     def _clear_failure(self) -> None:
@@ -198,11 +216,22 @@ class ChampionWatcher:
             self.last_error = None
             self.state.metrics.load_failing.set(0)
 
-    def _event(self, kind: str, version: int, message: str, payload: dict[str, Any]) -> None:
+    def _event(
+        self,
+        kind: str,
+        version: int,
+        message: str,
+        payload: dict[str, Any],
+        cause: str | None = None,
+    ) -> None:
+        """Record an event; with ``cause`` (what made every worker do the same, see the module
+        docstring) only when no other worker of this server recorded it first."""
         from kyklos.store import open_db
         from kyklos.store.events import record_event
 
         project = self.state.project
+        if cause is not None and not self._claim(f"{kind}-v{version}-{cause}"):
+            return
         try:
             with open_db(project.db_url).write() as conn:
                 record_event(
@@ -216,6 +245,20 @@ class ChampionWatcher:
                 )
         except Exception as exc:  # an audit write must not stop serving
             log.warning("cannot record the %s event: %s", kind, exc)
+
+    def _claim(self, key: str) -> bool:
+        """Whether this process records the event ``key``: always when it serves alone; in a
+        worker, when it is the first of the server's workers to create the file ``key``."""
+        shared = self.state.options.shared_dir
+        if shared is None:
+            return True
+        try:
+            os.close(os.open(shared / "events" / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            return False
+        except OSError as exc:  # the directory is gone (stopping): rather twice than never
+            log.warning("cannot claim the %s event for this server: %s", key, exc)
+        return True
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

@@ -63,6 +63,7 @@ from kyklos.serving.app import (
     _labels,
     _request_id,
     _timed,
+    header,
     read_body,
 )
 from kyklos.serving.protocols import Parsed, RequestError
@@ -239,7 +240,7 @@ async def _infer(
     name: str,
     version: str | None,
 ) -> tuple[Response, int]:
-    if request.headers.get("inference-header-content-length") is not None:
+    if header(request, "inference-header-content-length") is not None:
         raise RequestError(
             "Triton's binary tensor extension (Inference-Header-Content-Length) is not "
             "supported by kyklos",
@@ -248,7 +249,7 @@ async def _infer(
             expected=BINARY_HINT,
         )
     model = _served(state, name, version)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    encoding = (header(request, "content-encoding") or "identity").strip().lower()
     if encoding != "identity":
         raise RequestError(
             f"Content-Encoding {encoding!r} is not accepted",
@@ -266,7 +267,7 @@ async def _infer(
         request_id=request_id,
         endpoint=endpoint,
         start=start,
-        routing_key=request.headers.get(ROUTING_HEADER),
+        routing_key=header(request, ROUTING_HEADER),
         canary=version is None,  # /versions/{v}/infer asked for the champion's version
     )
     outputs: list[dict[str, Any]] = []

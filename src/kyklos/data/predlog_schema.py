@@ -206,7 +206,6 @@ class LogSchema:
         arrays.append(pa.array(np.arange(first_seq, first_seq + total, dtype=np.int64)))
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-
     def _flat_columns(self, parts: list[tuple[Any, ...]], total: int) -> list[pa.Array]:
         """One Arrow array per column from one scalar per row.
 

@@ -96,7 +96,7 @@ def fsize(root: Path) -> None:
     writer = PredictionLogWriter(root, features=FEATURES)
     writer.append(record("before-0")).wait()
     writer.append(record("before-1", rows=2)).wait()
-    wal = next(root.glob("predictions/wal-*.arrows"))
+    wal = next(root.glob("predictions/wal-*.kwal"))
     size = wal.stat().st_size
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (size + 100, hard))  # the next batch is larger

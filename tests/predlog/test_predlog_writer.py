@@ -29,6 +29,7 @@ from kyklos.data.predlog import (
     PredictionLogWriter,
     read_wal,
 )
+from kyklos.data.predlog_frames import frame_rows, iter_frames, read_header
 from kyklos.errors import DataError, StoreError
 
 from .conftest import FEATURES, T0
@@ -36,12 +37,16 @@ from .conftest import FEATURES, T0
 WORKER = Path(__file__).with_name("log_worker.py")
 
 
-def _wal_batches(root: Path) -> list[pa.RecordBatch]:
-    batches: list[pa.RecordBatch] = []
-    for wal in sorted((root / "predictions").glob("wal-*.arrows")):
-        with pa.OSFile(str(wal)) as handle:
-            batches.extend(pa.ipc.open_stream(handle.read_buffer()))
-    return batches
+def _wal_frames(root: Path) -> list[int]:
+    """The rows of each frame (one per group commit) of the prediction WALs."""
+    sizes: list[int] = []
+    for wal in sorted((root / "predictions").glob("wal-*.kwal")):
+        data = wal.read_bytes()
+        header = read_header(data)
+        assert header is not None
+        schema, at = header
+        sizes += [frame_rows(kind, payload, schema) for kind, payload in iter_frames(data, at)]
+    return sizes
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -107,14 +112,14 @@ def test_group_commit_merges_concurrent_appends(root: Path, make_batch: Callable
         thread.start()
     for thread in pool:
         thread.join()
-    batches = _wal_batches(root)
+    frames = _wal_frames(root)
     stats = writer.stats()
     writer.close()
     rows = threads * rounds
-    assert sum(b.num_rows for b in batches) == stats.rows == rows
-    assert len(batches) == stats.commits  # one WAL batch (and one fsync) per group commit
-    print(f"\n{rows} appends from {threads} threads in {len(batches)} commits")
-    assert len(batches) <= rows / 4, f"{len(batches)} commits for {rows} appends: no grouping"
+    assert sum(frames) == stats.rows == rows
+    assert len(frames) == stats.commits  # one WAL frame (and one fsync) per group commit
+    print(f"\n{rows} appends from {threads} threads in {len(frames)} commits")
+    assert len(frames) <= rows / 4, f"{len(frames)} commits for {rows} appends: no grouping"
     assert PredictionLog(root).scan().num_rows == rows
 
 
@@ -161,7 +166,7 @@ def test_torn_tail_is_ignored_and_sealed_away(
     writer = PredictionLogWriter(root, features=FEATURES)
     for i in range(3):
         writer.append(make_batch(f"t-{i}", rows=2)).wait()
-    wal = next((root / "predictions").glob("wal-*.arrows"))
+    wal = next((root / "predictions").glob("wal-*.kwal"))
     crashed = tmp_path / "crashed" / "predictions"
     crashed.mkdir(parents=True)
     copy = crashed / wal.name
@@ -184,7 +189,7 @@ def test_wal_torn_inside_its_header_holds_nothing(
 ) -> None:
     with PredictionLogWriter(root, features=FEATURES) as writer:
         writer.append(make_batch("x")).wait()
-        wal = next((root / "predictions").glob("wal-*.arrows"))
+        wal = next((root / "predictions").glob("wal-*.kwal"))
         crashed = tmp_path / "crashed" / "predictions"
         crashed.mkdir(parents=True)
         (crashed / wal.name).write_bytes(wal.read_bytes()[:40])
@@ -200,7 +205,7 @@ def test_a_killed_writers_wal_is_sealed_by_the_next_writer(root: Path) -> None:
     )
     assert done.returncode == -9, done.stderr.decode()
     folder = root / "predictions"
-    assert len(list(folder.glob("wal-*.arrows"))) == 1 and not list(folder.glob("seg-*"))
+    assert len(list(folder.glob("wal-*.kwal"))) == 1 and not list(folder.glob("seg-*"))
     assert PredictionLog(root).scan().num_rows == 53  # readable before any recovery
 
     writer = PredictionLogWriter(root, features=FEATURES)
@@ -441,8 +446,7 @@ def test_without_fsync_the_event_loop_commits_each_iterations_appends_together(
         # the 100 appends of one loop iteration: one group (max_batch_rows 4096), then 3
         assert stats.commits == 4 == len(committers)
         assert set(committers) == {threading.main_thread().name}  # on the loop, no thread hop
-        batches = _wal_batches(root)
-        assert [b.num_rows for b in batches] == [100, 1, 1, 1]
+        assert _wal_frames(root) == [100, 1, 1, 1]
     ids = PredictionLog(root).scan(columns=["request_id"]).column("request_id").to_pylist()
     assert sorted(ids) == sorted([f"a-{i}" for i in range(100)] + [f"b-{i}" for i in range(3)])
 
@@ -489,3 +493,96 @@ def test_thread_and_loop_commits_interleave_without_losing_or_repeating_rows(
     ids = table.column("request_id").to_pylist()
     assert len(ids) == len(set(ids)) == 600
     assert sorted(table.column("seq").to_pylist()) == list(range(600))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+            st.one_of(st.none(), st.text(max_size=20)),
+            st.floats(allow_nan=False, allow_infinity=False),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_one_row_appends_round_trip_through_row_frames(
+    rows: list[tuple[float | None, str | None, float]],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        with PredictionLogWriter(Path(folder), features=FEATURES, fsync=False) as writer:
+            commits = [
+                writer.append(
+                    {
+                        "request_id": f"r{i}",
+                        "model": "m",
+                        "version": 1,
+                        "prediction": np.array([prediction]),
+                        "f.distance": distance,
+                        "f.carrier": carrier,
+                    }
+                )
+                for i, (distance, carrier, prediction) in enumerate(rows)
+            ]
+            for commit in commits:
+                commit.wait()
+            live = PredictionLog(Path(folder)).scan()  # read from the WAL's row frames
+        sealed = PredictionLog(Path(folder)).scan()
+    for table in (live, sealed):
+        assert table.column("seq").to_pylist() == list(range(len(rows)))
+        for (distance, carrier, prediction), row in zip(rows, table.to_pylist(), strict=True):
+            assert row["prediction"] == prediction and row["f.carrier"] == carrier
+            if distance is None:
+                assert row["f.distance"] is None
+            elif math.isnan(distance):
+                assert math.isnan(row["f.distance"])
+            else:
+                assert row["f.distance"] == distance
+
+
+def test_row_frames_and_arrow_frames_keep_their_order(root: Path) -> None:
+    with PredictionLogWriter(root, features=FEATURES, fsync=False) as writer:
+        writer.append(make_batch_with_carrier("one-0", "UA")).wait()
+        writer.append({**make_batch_with_carrier("many", "AA"), "prediction": [1.0, 0.0]}).wait()
+        writer.append(make_batch_with_carrier("one-1", "bad\ud800")).wait()
+        assert _wal_frames(root) == [1, 2, 1]
+        live = PredictionLog(root).scan()
+    sealed = PredictionLog(root).scan()
+    for table in (live, sealed):
+        assert table.column("request_id").to_pylist() == ["one-0", "many", "many", "one-1"]
+        assert table.column("seq").to_pylist() == [0, 1, 2, 3]
+        assert table.column("f.carrier").to_pylist() == ["UA", "AA", "AA", "bad\\ud800"]
+        assert len(set(table.column("writer").to_pylist())) == 1
+
+
+def test_a_frame_with_a_wrong_checksum_ends_the_wal(root: Path, tmp_path: Path) -> None:
+    with PredictionLogWriter(root, features=FEATURES, fsync=False) as writer:
+        for i in range(3):
+            writer.append(make_batch_with_carrier(f"r{i}", "UA")).wait()
+        wal = next((root / "predictions").glob("wal-*.kwal"))
+        data = bytearray(wal.read_bytes())
+    data[-3] ^= 0xFF  # a bit flipped in the last frame: it was never completely written
+    crashed = tmp_path / "crashed" / "predictions"
+    crashed.mkdir(parents=True)
+    (crashed / wal.name).write_bytes(bytes(data))
+    assert read_wal(crashed / wal.name).column("request_id").to_pylist() == ["r0", "r1"]
+
+
+def test_a_wal_of_the_earlier_arrow_stream_format_is_read_and_sealed(
+    root: Path, make_batch: Callable[..., Any]
+) -> None:
+    """WALs left by kyklos 0.1 (a bare Arrow IPC stream, ``.arrows``) are still recovered."""
+    with PredictionLogWriter(root / "made", features=FEATURES) as writer:
+        writer.append(make_batch("old", rows=3)).wait()
+    table = PredictionLog(root / "made").scan()
+    folder = root / "predictions"
+    folder.mkdir(parents=True)
+    old = folder / "wal-123-0123456789abcdef.arrows"
+    with pa.OSFile(str(old), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    assert PredictionLog(root).scan().column("request_id").to_pylist() == ["old"] * 3
+    writer = PredictionLogWriter(root, features=FEATURES)  # seals the orphan
+    writer.close()
+    assert [p.name for p in writer.recovered] and not old.exists()
+    assert PredictionLog(root).scan().column("request_id").to_pylist() == ["old"] * 3

@@ -2,7 +2,9 @@
 
 Layout of one log folder (``.kyklos/logs/predictions`` or ``.kyklos/logs/labels``)::
 
-    wal-<pid>-<id>.arrows          an Arrow IPC stream being appended by a live writer
+    wal-<pid>-<id>.kwal            a write-ahead file being appended by a live writer
+                                   (format: :mod:`kyklos.data.predlog_frames`; ``.arrows``, a
+                                   bare Arrow IPC stream, is the earlier format, still sealed)
     seg-<first ts>-<id>.parquet    a sealed, immutable segment (the WAL of the same <id>)
     .wal-<pid>-<id>.tmp            a WAL being created (renamed once locked and headed)
     .seg-<id>.parquet.tmp          a segment being written (renamed when complete)
@@ -19,7 +21,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kyklos.data.predlog_frames import decode_frames, read_header
 from kyklos.data.predlog_schema import FORMAT_VERSION, TS_TYPE
 from kyklos.errors import StoreError
 
@@ -42,7 +47,8 @@ __all__ = [
     "wal_info",
 ]
 
-WAL_SUFFIX = ".arrows"
+WAL_SUFFIX = ".kwal"
+_OLD_WAL_SUFFIX = ".arrows"  # before 0.2: an Arrow IPC stream
 SEG_SUFFIX = ".parquet"
 _TMP_GRACE_SECONDS = 60.0
 
@@ -81,7 +87,7 @@ class SegmentInfo:
 
 def file_id(name: str) -> str:
     """The ``<id>`` shared by a WAL and the segment it becomes."""
-    stem = name.removesuffix(WAL_SUFFIX).removesuffix(SEG_SUFFIX)
+    stem = name.removesuffix(WAL_SUFFIX).removesuffix(_OLD_WAL_SUFFIX).removesuffix(SEG_SUFFIX)
     return stem.rsplit("-", 1)[-1]
 
 
@@ -96,7 +102,7 @@ def list_files(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
     for name in names:
         if name.startswith("seg-") and name.endswith(SEG_SUFFIX):
             segments[file_id(name)] = name
-        elif name.startswith("wal-") and name.endswith(WAL_SUFFIX):
+        elif name.startswith("wal-") and name.endswith((WAL_SUFFIX, _OLD_WAL_SUFFIX)):
             wals[file_id(name)] = name
     return segments, wals
 
@@ -106,6 +112,8 @@ def read_wal(path: Path) -> pa.Table:
 
     Raises FileNotFoundError when the file is gone (sealed meanwhile).
     """
+    if path.name.endswith(WAL_SUFFIX):
+        return _decoded.read(path)
     with pa.OSFile(str(path), "rb") as handle:
         data = handle.read_buffer()
     batches: list[pa.RecordBatch] = []
@@ -120,6 +128,64 @@ def read_wal(path: Path) -> pa.Table:
     except (OSError, pa.ArrowInvalid):
         pass  # torn tail: never acknowledged
     return pa.Table.from_batches(batches, schema=schema)
+
+
+@dataclass
+class _Decoded:
+    inode: int
+    schema: pa.Schema
+    end: int  # where the last complete frame ends
+    batches: list[pa.RecordBatch]
+
+
+class _DecodedWals:
+    """The decoded part of each live WAL this process read, so a reader that polls a growing
+    WAL (``/feedback``, ``monitor run``, the loop) decodes each frame once, not at every read."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._wals: OrderedDict[Path, _Decoded] = OrderedDict()
+
+    def read(self, path: Path) -> pa.Table:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            self.forget(path)
+            raise
+        with handle, self._lock:
+            inode = os.fstat(handle.fileno()).st_ino
+            known = self._wals.pop(path, None)
+            if known is None or known.inode != inode:
+                data = handle.read()
+                header = read_header(data)
+                if header is None:  # crashed before the header was complete
+                    return _empty_wal_table(path)
+                schema, at = header
+                known = _Decoded(inode, schema, at, [])
+            else:
+                handle.seek(known.end)
+                data, at = handle.read(), 0
+            batches, end = decode_frames(known.schema, data, at)
+            known.end += end - at
+            known.batches += batches
+            if len(known.batches) > 32:  # keep reads of a long-lived WAL cheap
+                merged = pa.Table.from_batches(known.batches, schema=known.schema)
+                known.batches = merged.combine_chunks().to_batches()
+            self._wals[path] = known
+            if len(self._wals) > self._size:  # sealed by other processes meanwhile, or old
+                for gone in [p for p in self._wals if not p.exists()]:
+                    del self._wals[gone]
+                while len(self._wals) > self._size:
+                    self._wals.popitem(last=False)
+            return pa.Table.from_batches(known.batches, schema=known.schema)
+
+    def forget(self, path: Path) -> None:
+        with self._lock:
+            self._wals.pop(path, None)
+
+
+_decoded = _DecodedWals()
 
 
 def _empty_wal_table(path: Path) -> pa.Table:
@@ -226,6 +292,7 @@ def seal_wal(path: Path) -> Path | None:
                 ) from exc
             fsync_dir(folder)
     path.unlink(missing_ok=True)
+    _decoded.forget(path)
     fsync_dir(folder)
     return target
 
@@ -242,7 +309,8 @@ def recover(folder: Path) -> list[Path]:
         return written
     for name in names:
         is_tmp = name.startswith(".wal-") and name.endswith(".tmp")
-        if not (is_tmp or (name.startswith("wal-") and name.endswith(WAL_SUFFIX))):
+        is_wal = name.startswith("wal-") and name.endswith((WAL_SUFFIX, _OLD_WAL_SUFFIX))
+        if not (is_tmp or is_wal):
             continue
         path = folder / name
         try:

@@ -1,9 +1,10 @@
 """Durable, group-committed writers of the prediction and label logs.
 
 ``append(batch)`` checks and converts a columnar batch on the caller's thread, adds it to the
-open *group* and returns that group's :class:`Commit` at once. Each group becomes ONE Arrow
-record batch appended to the writer's write-ahead file (an Arrow IPC stream) with one ``write``,
-and the group's commit resolves: every append of the group is committed at the same time (group
+open *group* and returns that group's :class:`Commit` at once. Each group becomes ONE frame
+appended to the writer's write-ahead file with one ``write`` (its rows as plain values when every
+append is one row, else one Arrow record batch: :mod:`kyklos.data.predlog_frames`), and the
+group's commit resolves: every append of the group is committed at the same time (group
 commit). A caller that acknowledges a prediction only after ``commit.wait()`` (or ``await
 commit``) never loses it, however the process dies. How far "committed" reaches is ``fsync``:
 
@@ -50,6 +51,7 @@ import pyarrow as pa
 
 from kyklos.data.predlog_commit import Commit
 from kyklos.data.predlog_files import WAL_SUFFIX, fsync_dir, recover, seal_wal
+from kyklos.data.predlog_frames import encode_arrow, encode_header, encode_rows
 from kyklos.data.predlog_schema import (
     FEATURE_PREFIX,
     LABELS,
@@ -355,10 +357,7 @@ class LogWriter:
                 wal = None
             if wal is None:
                 wal = self._wal = self._open_wal(group.schema)
-            batch = group.schema.build(
-                group.batches, writer=self.writer_id, first_seq=self._seq, schema=wal.arrow
-            )
-            data = memoryview(batch.serialize())
+            data = memoryview(self._frame(group, wal))
             while written < len(data):
                 written += os.write(wal.fd, data[written:])
             if self.fsync:
@@ -383,6 +382,17 @@ class LogWriter:
         if wal.rows >= self.segment_rows:
             self._rotate()
 
+    def _frame(self, group: _Group, wal: _Wal) -> bytes:
+        """The WAL frame of a group: its rows as they are when every append is one row."""
+        if all(batch.scalar for batch in group.batches):
+            frame = encode_rows(self._seq, [batch.values for batch in group.batches])
+            if frame is not None:
+                return frame
+        batch = group.schema.build(
+            group.batches, writer=self.writer_id, first_seq=self._seq, schema=wal.arrow
+        )
+        return encode_arrow(batch)
+
     def _finish(self, group: _Group, error: str | None) -> None:
         with self._cond:
             self._pending_rows -= group.rows
@@ -397,7 +407,7 @@ class LogWriter:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             arrow = schema.arrow(self.writer_id)
-            header = arrow.serialize().to_pybytes()
+            header = encode_header(arrow)
             os.write(fd, header)
             if self.fsync:
                 _fdatasync(fd)

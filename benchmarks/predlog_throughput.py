@@ -3,9 +3,9 @@
 THREADS threads each append single-row requests (a prediction, a score and 2 features, like a
 server answering one row) and wait until each is durable before the next, as a server does
 before it answers. kyklos's ``PredictionLogWriter`` (group commit: one write + one fdatasync for
-every request that arrived meanwhile) runs side by side with the anchor: the same Arrow IPC
-write-ahead file written with one write + one fdatasync per request under a lock (what a
-hand-written durable logger does). Runs alternate, after a warm-up; medians are printed, with
+every request that arrived meanwhile) runs side by side with the anchor: an Arrow IPC
+write-ahead file (kyklos's format before its row frames) written with one write + one fdatasync
+per request under a lock (what a hand-written durable logger does). Runs alternate, after a warm-up; medians are printed, with
 the ratio. Also printed: the latency of one durable append with a single thread, and the rate
 with durability off (no fdatasync) to show what the fsyncs cost.
 
@@ -46,7 +46,7 @@ def request(request_id: str) -> dict[str, Any]:
 
 
 class FsyncPerRequest:
-    """The anchor: the same WAL format, one write + fdatasync per request, under a lock."""
+    """The anchor: an Arrow IPC WAL, one write + fdatasync per request, under a lock."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -586,3 +586,38 @@ def test_a_wal_of_the_earlier_arrow_stream_format_is_read_and_sealed(
     writer.close()
     assert [p.name for p in writer.recovered] and not old.exists()
     assert PredictionLog(root).scan().column("request_id").to_pylist() == ["old"] * 3
+
+
+def test_a_growing_wal_is_read_again_with_its_new_frames(root: Path) -> None:
+    """Each process decodes a live WAL's frames once; later reads add only the new ones."""
+    from kyklos.data import predlog_files
+
+    with PredictionLogWriter(root, features=FEATURES, fsync=False) as writer:
+        log = PredictionLog(root)
+        for i in range(5):
+            writer.append(make_batch_with_carrier(f"r{i}", "UA")).wait()
+            many = {**make_batch_with_carrier(f"m{i}", "AA"), "prediction": [1.0, 0.0]}
+            writer.append(many).wait()
+            ids = log.scan().column("request_id").to_pylist()
+            assert ids == [x for j in range(i + 1) for x in (f"r{j}", f"m{j}", f"m{j}")]
+        wal = next((root / "predictions").glob("wal-*.kwal"))
+        assert wal in predlog_files._decoded._wals
+    assert wal not in predlog_files._decoded._wals  # sealed on close: its rows are forgotten
+    assert log.scan().num_rows == 15  # read from the segment
+
+
+def test_wals_sealed_by_another_process_are_forgotten(root: Path, tmp_path: Path) -> None:
+    from kyklos.data import predlog_files
+
+    with PredictionLogWriter(root, features=FEATURES, fsync=False) as writer:
+        writer.append(make_batch_with_carrier("a", "UA")).wait()
+        wal = next((root / "predictions").glob("wal-*.kwal"))
+        elsewhere = tmp_path / "copy" / "predictions"
+        elsewhere.mkdir(parents=True)
+        copy = elsewhere / wal.name
+        shutil.copyfile(wal, copy)
+        assert read_wal(copy).num_rows == 1
+        assert copy in predlog_files._decoded._wals
+        copy.unlink()  # as when another process seals it
+        assert PredictionLog(root).scan().num_rows == 1  # any later read prunes it
+        assert copy not in predlog_files._decoded._wals

@@ -24,20 +24,31 @@ def main() -> None:
     deadline = time.monotonic() + 60
     while not Path(start_file).exists() and time.monotonic() < deadline:
         time.sleep(0.005)
-    run(registry, actor, int(n), [int(v) for v in versions], seed=zlib.crc32(actor.encode()))
+    changed = run(
+        registry, actor, int(n), [int(v) for v in versions], seed=zlib.crc32(actor.encode())
+    )
+    print(f"changed {changed}")
 
 
-def run(registry: ModelRegistry, actor: str, n: int, versions: list[int], seed: int) -> None:
+def run(registry: ModelRegistry, actor: str, n: int, versions: list[int], seed: int) -> int:
+    """Make ``n`` attempts; return how many changed the alias (the others found the version
+    already there, or nothing to roll back to, after the other workers' moves)."""
     rng = random.Random(seed)
+    changed = 0
     for i in range(n):
         if rng.random() < 0.3:
             try:
-                rollback(registry, actor=actor, reason=f"{actor} rollback {i}")
+                change = rollback(registry, actor=actor, reason=f"{actor} rollback {i}")
             except RegistryError as exc:
                 if "roll back" not in str(exc):
                     raise
+                continue
         else:
-            promote(registry, rng.choice(versions), actor=actor, reason=f"{actor} promote {i}")
+            change = promote(
+                registry, rng.choice(versions), actor=actor, reason=f"{actor} promote {i}"
+            )
+        changed += change.action != "unchanged"
+    return changed
 
 
 if __name__ == "__main__":

@@ -133,9 +133,13 @@ def test_concurrent_promotions_from_processes(
         for i in range(2)
     ]
     start.touch()
-    for proc in procs:
-        _, err = proc.communicate(timeout=180)
+    changed: dict[str, int] = {}
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=180)
         assert proc.returncode == 0, err
-    actors = {c.actor for c in history(registry.db, "flights")}
-    assert {"proc-0", "proc-1"} <= actors
+        changed[f"proc-{i}"] = int(out.split()[-1])
+    recorded = [c.actor for c in history(registry.db, "flights")]
+    # every change a process made is in the history under its name, and nothing else is
+    assert {actor: recorded.count(actor) for actor in changed} == changed
+    assert sum(changed.values()) > 0
     assert_consistent(registry)

@@ -142,7 +142,7 @@ class _DecodedWals:
     """The decoded part of each live WAL this process read, so a reader that polls a growing
     WAL (``/feedback``, ``monitor run``, the loop) decodes each frame once, not at every read."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 16) -> None:
         self._size = size
         self._lock = threading.Lock()
         self._wals: OrderedDict[Path, _Decoded] = OrderedDict()
@@ -172,12 +172,12 @@ class _DecodedWals:
             if len(known.batches) > 32:  # keep reads of a long-lived WAL cheap
                 merged = pa.Table.from_batches(known.batches, schema=known.schema)
                 known.batches = merged.combine_chunks().to_batches()
+            # WALs sealed (by any process) since they were read hold memory for nothing
+            for gone in [p for p in self._wals if not p.exists()]:
+                del self._wals[gone]
             self._wals[path] = known
-            if len(self._wals) > self._size:  # sealed by other processes meanwhile, or old
-                for gone in [p for p in self._wals if not p.exists()]:
-                    del self._wals[gone]
-                while len(self._wals) > self._size:
-                    self._wals.popitem(last=False)
+            while len(self._wals) > self._size:
+                self._wals.popitem(last=False)
             return pa.Table.from_batches(known.batches, schema=known.schema)
 
     def forget(self, path: Path) -> None:

@@ -29,8 +29,6 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +41,7 @@ def main() -> None:
     import kyklos
     from kyklos.api.models import export_model
     from kyklos.config import load_project
-    from kyklos.serving.batch import user_steps
+    from kyklos.serving.batch import frame_columns, run_user_steps, user_steps
     from kyklos.serving.model import load_version
 
     work = Path(tempfile.mkdtemp(prefix="kyklos-onnx-bench-"))
@@ -59,9 +57,9 @@ def main() -> None:
         sklearn_model = load_version(project, 1, runtime="sklearn")
         import pandas as pd
 
-        frame = pd.read_parquet(root / "data" / "flights.parquet")
-        for fn in user_steps(project):
-            frame = fn(frame)
+        frame = run_user_steps(
+            user_steps(project), pd.read_parquet(root / "data" / "flights.parquet")
+        )
         pipeline = sklearn_model._model
         names = list(pipeline.feature_names_in_)
         results: dict[str, Any] = {
@@ -77,7 +75,7 @@ def main() -> None:
         }
         for n in (1, 1000):
             rows = frame.iloc[:n]
-            columns = _columns(onnx_model, rows)
+            columns = frame_columns(rows, onnx_model.features)
             subject = rows[names]
             calls = args.calls if n == 1 else max(args.calls // 20, 5)
             timings = _alternate(
@@ -109,17 +107,6 @@ def main() -> None:
         print(f"\n{case}: median per predict call")
         for name, figures in timings.items():
             print(f"  {name:<44} {figures['ms']:>9.4f} ms   {figures['x_onnxruntime']:>6.2f}x")
-
-
-def _columns(model: Any, frame: Any) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for f in model.features:
-        s = frame[f.name]
-        if f.kind == "numeric":
-            out[f.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[f.name] = s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
-    return out
 
 
 def _alternate(

@@ -385,18 +385,20 @@ def test_numpy_and_arrow_inputs_are_accepted(root: Path) -> None:
     assert table.column("ts").to_pylist()[1] == dt.datetime(2026, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
 
 
-@settings(max_examples=30, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
-            st.one_of(st.none(), st.text(max_size=20)),
-            st.floats(allow_nan=False, allow_infinity=False),
-        ),
-        min_size=1,
-        max_size=20,
-    )
+#: Rows of (f.distance, f.carrier, prediction) with missing, NaN and infinite values.
+ANY_ROWS = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+        st.one_of(st.none(), st.text(max_size=20)),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    min_size=1,
+    max_size=20,
 )
+
+
+@settings(max_examples=30, deadline=None)
+@given(ANY_ROWS)
 def test_any_values_round_trip(rows: list[tuple[float | None, str | None, float]]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         with PredictionLogWriter(Path(folder), features=FEATURES) as writer:
@@ -496,17 +498,7 @@ def test_thread_and_loop_commits_interleave_without_losing_or_repeating_rows(
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
-            st.one_of(st.none(), st.text(max_size=20)),
-            st.floats(allow_nan=False, allow_infinity=False),
-        ),
-        min_size=1,
-        max_size=20,
-    )
-)
+@given(ANY_ROWS)
 def test_one_row_appends_round_trip_through_row_frames(
     rows: list[tuple[float | None, str | None, float]],
 ) -> None:

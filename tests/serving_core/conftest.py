@@ -37,9 +37,7 @@ def feature_frame(served_project: Path) -> Any:
     import pandas as pd
 
     from kyklos.config import load_project
-    from kyklos.serving.batch import user_steps
+    from kyklos.serving.batch import run_user_steps, user_steps
 
     frame = pd.read_parquet(served_project / "data" / "flights.parquet")
-    for fn in user_steps(load_project(served_project)):
-        frame = fn(frame)
-    return frame
+    return run_user_steps(user_steps(load_project(served_project)), frame)

@@ -11,18 +11,8 @@ import pytest
 from kyklos.config import load_project
 from kyklos.errors import NotFoundError, ServingError
 from kyklos.registry import ModelRegistry
+from kyklos.serving.batch import frame_columns
 from kyklos.serving.model import LoadedModel, load_version
-
-
-def columns_of(model: LoadedModel, frame: Any) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for f in model.features:
-        s = frame[f.name]
-        if f.kind == "numeric":
-            out[f.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[f.name] = s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
-    return out
 
 
 def test_load_champion_describes_the_version(served_project: Path, loaded: LoadedModel) -> None:
@@ -43,7 +33,7 @@ def test_load_champion_describes_the_version(served_project: Path, loaded: Loade
 @pytest.mark.parametrize("n", [1, 1000], ids=["one-row", "thousand-rows"])
 def test_predict_matches_the_pipeline(loaded: LoadedModel, feature_frame: Any, n: int) -> None:
     rows = feature_frame.iloc[:n]
-    prediction, score = loaded.predict(columns_of(loaded, rows))
+    prediction, score = loaded.predict(frame_columns(rows, loaded.features))
     expected = loaded._model.predict_proba(rows[list(loaded._model.feature_names_in_)])[:, 1]
     assert prediction.dtype == np.float64 and score is not None and score.dtype == np.float64
     np.testing.assert_allclose(score, expected, rtol=1e-12)
@@ -51,7 +41,7 @@ def test_predict_matches_the_pipeline(loaded: LoadedModel, feature_frame: Any, n
 
 
 def test_predict_names_a_missing_feature(loaded: LoadedModel, feature_frame: Any) -> None:
-    cols = columns_of(loaded, feature_frame.iloc[:2])
+    cols = frame_columns(feature_frame.iloc[:2], loaded.features)
     del cols["distance"]
     with pytest.raises(ServingError, match="'distance'") as info:
         loaded.predict(cols)

@@ -7,12 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 import kyklos
 from kyklos.config import Project, load_project
-from kyklos.serving.model import LoadedModel
 from kyklos.serving.onnx_runtime import export_keys
 
 
@@ -45,21 +43,7 @@ def feature_frame(onnx_project: Path) -> Any:
     """The project's data after its user steps (the model's input features and more)."""
     import pandas as pd
 
-    from kyklos.serving.batch import user_steps
+    from kyklos.serving.batch import run_user_steps, user_steps
 
     frame = pd.read_parquet(onnx_project / "data" / "flights.parquet")
-    for fn in user_steps(load_project(onnx_project)):
-        frame = fn(frame)
-    return frame
-
-
-def columns_of(model: LoadedModel, frame: Any) -> dict[str, np.ndarray]:
-    """Rows of a DataFrame as predict takes them (float64 with NaN; object with None)."""
-    out: dict[str, np.ndarray] = {}
-    for f in model.features:
-        s = frame[f.name]
-        if f.kind == "numeric":
-            out[f.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[f.name] = s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
-    return out
+    return run_user_steps(user_steps(load_project(onnx_project)), frame)

@@ -15,9 +15,10 @@ import pytest
 
 from kyklos.config import Project, load_project
 from kyklos.errors import ServingError, ValidationFailed
+from kyklos.serving.batch import frame_columns
 from kyklos.serving.model import load_version
 
-from .conftest import columns_of, export_path
+from .conftest import export_path
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def test_load_prefers_onnx_and_agrees_with_sklearn(project: Project, feature_fra
     rows = feature_frame.iloc[:1000].copy()
     rows.loc[rows.index[0], "dest"] = "NOWHERE"
     rows.loc[rows.index[1], "carrier"] = None
-    columns = columns_of(fast, rows)
+    columns = frame_columns(rows, fast.features)
     for n in (1, 1000):
         subset = {k: v[:n] for k, v in columns.items()}
         label, score = fast.predict(subset)
@@ -58,7 +59,7 @@ def test_load_prefers_onnx_and_agrees_with_sklearn(project: Project, feature_fra
 def test_predict_names_a_missing_feature_on_onnx(project: Project, feature_frame: Any) -> None:
     model = load_version(project, "champion")
     assert model.runtime == "onnx"
-    columns = columns_of(model, feature_frame.iloc[:2])
+    columns = frame_columns(feature_frame.iloc[:2], model.features)
     del columns["carrier"]
     with pytest.raises(ServingError, match="'carrier' is missing") as info:
         model.predict(columns)

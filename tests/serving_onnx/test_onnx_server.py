@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from kyklos.config import Project
+from kyklos.serving.batch import frame_columns
 from kyklos.serving.model import load_version
 from serving_server.conftest import KYKLOS, start_server
 
-from .conftest import columns_of, export_path
+from .conftest import export_path
 
 
 def test_server_predicts_with_onnxruntime(
@@ -31,7 +32,7 @@ def test_server_predicts_with_onnxruntime(
         }
         for _, row in rows.iterrows()
     ]
-    expected_labels, expected_scores = reference.predict(columns_of(reference, rows))
+    expected_labels, expected_scores = reference.predict(frame_columns(rows, reference.features))
     server = start_server(onnx_project, env={"OMP_NUM_THREADS": "1"})
     try:
         assert "runtime: onnx" in server.banner

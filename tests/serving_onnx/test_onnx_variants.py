@@ -13,10 +13,9 @@ import pytest
 
 import kyklos
 from kyklos.config import load_project
+from kyklos.serving.batch import frame_columns
 from kyklos.serving.model import load_version
 from kyklos.serving.onnx_export import export_onnx
-
-from .conftest import columns_of
 
 
 def _regressor(root: Path) -> None:
@@ -92,7 +91,7 @@ def test_variant_exports_and_serves_like_sklearn(variant: Path) -> None:
         frame = fn(frame)
     frame.loc[frame.index[0], "dest"] = "NOWHERE"
     frame.loc[frame.index[1], "carrier"] = None
-    columns = columns_of(fast, frame)
+    columns = frame_columns(frame, fast.features)
     label, score = fast.predict(columns)
     expected_label, expected_score = slow.predict(columns)
     if fast.task == "classification":

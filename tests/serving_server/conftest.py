@@ -26,10 +26,14 @@ _ADDRESS = re.compile(r"on (http://\S+) ")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path) -> Path:
     """A scaffolded flights project (3,000 rows) with v1 (champion) and v2 (challenger)."""
-    root = tmp_path_factory.mktemp("serve") / "flights"
+    return two_versions(tmp_path_factory.mktemp("serve") / "flights", _mlflow_template)
+
+
+def two_versions(root: Path, mlflow_template: Path) -> Path:
+    """Scaffold a flights project (3,000 rows) at ``root``; train v1 (champion) and v2."""
     kyklos.init_project(root, rows=3000)
     (root / ".kyklos").mkdir(exist_ok=True)
-    shutil.copyfile(_mlflow_template, root / ".kyklos" / "mlflow.db")
+    shutil.copyfile(mlflow_template, root / ".kyklos" / "mlflow.db")
     assert kyklos.run(root).model_version == 1
     assert kyklos.run(root, overrides={"model.params.max_iter": 30}).model_version == 2
     return root

@@ -5,7 +5,6 @@ prediction-log writer; worker deaths reported and replaced; a clean stop on SIGT
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 import time
@@ -23,7 +22,7 @@ from kyklos.data.predlog import PredictionLog
 from kyklos.store import open_db
 from kyklos.store.schema import events
 
-from .conftest import Server, start_server
+from .conftest import Server, start_server, two_versions
 
 
 def _workers(server: Server) -> list[int]:
@@ -107,14 +106,7 @@ def test_a_dead_worker_is_reported_and_replaced(trained: Path, row: dict[str, An
             assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.1)
         victim = _workers(srv)[0]
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while True:
-            alive = _workers(srv)
-            if len(alive) == 2 and victim not in alive:
-                break
-            assert time.monotonic() < deadline, f"no replacement for worker {victim}: {alive}"
-            time.sleep(0.1)
+        _kill_and_await_replacement(srv, victim)
         answered = _fire(srv, row, 16, threads=4)  # the server keeps answering
         survivors = _workers(srv)
     finally:
@@ -126,6 +118,18 @@ def test_a_dead_worker_is_reported_and_replaced(trained: Path, row: dict[str, An
     assert "Traceback" not in err, err
 
 
+def _kill_and_await_replacement(srv: Server, victim: int) -> list[int]:
+    """SIGKILL worker ``victim``; wait until two workers run again, without it; their pids."""
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        alive = _workers(srv)
+        if len(alive) == 2 and victim not in alive:
+            return alive
+        assert time.monotonic() < deadline, f"no replacement for worker {victim}: {alive}"
+        time.sleep(0.1)
+
+
 # -- /metrics and events across workers ---------------------------------------------------------
 
 
@@ -133,13 +137,7 @@ def test_a_dead_worker_is_reported_and_replaced(trained: Path, row: dict[str, An
 def alone(tmp_path_factory: pytest.TempPathFactory, _mlflow_template: Path) -> Path:
     """A flights project with v1 (champion) and v2 that no other server of this module watches
     (each server records its own swap events)."""
-    root = tmp_path_factory.mktemp("alone") / "flights"
-    kyklos.init_project(root, rows=3000)
-    (root / ".kyklos").mkdir(exist_ok=True)
-    shutil.copyfile(_mlflow_template, root / ".kyklos" / "mlflow.db")
-    assert kyklos.run(root).model_version == 1
-    assert kyklos.run(root, overrides={"model.params.max_iter": 30}).model_version == 2
-    return root
+    return two_versions(tmp_path_factory.mktemp("alone") / "flights", _mlflow_template)
 
 
 def _scrape(server: Server) -> dict[str, Any]:
@@ -228,14 +226,7 @@ def test_metrics_and_swap_events_count_every_worker_once(alone: Path, tmp_path: 
             assert scrape["info"] == {("champion", "1"): 1.0}
         # a worker killed with SIGKILL: what it answered is still counted, its live gauges go
         victim = min(pids)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while True:
-            alive = _workers(srv)
-            if len(alive) == 2 and victim not in alive:
-                break
-            assert time.monotonic() < deadline, f"no replacement for worker {victim}: {alive}"
-            time.sleep(0.1)
+        alive = _kill_and_await_replacement(srv, victim)
         deadline = time.monotonic() + 60
         while _scrape(srv)["pids"] != set(alive):  # the replacement is up and publishing
             assert time.monotonic() < deadline, "the replacement never published its gauges"

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 import kyklos
@@ -39,21 +38,7 @@ def feature_frame(trees_project: Path) -> Any:
     import pandas as pd
 
     from kyklos.config import load_project
-    from kyklos.serving.batch import user_steps
+    from kyklos.serving.batch import run_user_steps, user_steps
 
     frame = pd.read_parquet(trees_project / "data" / "flights.parquet")
-    for fn in user_steps(load_project(trees_project)):
-        frame = fn(frame)
-    return frame
-
-
-def columns_of(model: LoadedModel, frame: Any) -> dict[str, np.ndarray]:
-    """Rows of a DataFrame as predict takes them (float64 with NaN; object with None)."""
-    out: dict[str, np.ndarray] = {}
-    for f in model.features:
-        s = frame[f.name]
-        if f.kind == "numeric":
-            out[f.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[f.name] = s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
-    return out
+    return run_user_steps(user_steps(load_project(trees_project)), frame)

@@ -14,10 +14,9 @@ from sklearn.linear_model import LogisticRegression
 from kyklos.config.project import PreprocessingConfig
 from kyklos.pipeline.train import build_model, fit_model
 from kyklos.serving import trees as trees_module
+from kyklos.serving.batch import frame_columns
 from kyklos.serving.model import FeatureSpec, LoadedModel
 from kyklos.serving.trees import MAX_ROWS, CompiledTrees, compile_trees
-
-from .conftest import columns_of
 
 RTOL = 1e-12
 
@@ -55,7 +54,7 @@ def test_the_flights_champion_is_served_by_the_numpy_trees(champion: LoadedModel
 def test_flights_parity_on_real_rows_and_on_missing_values(
     champion: LoadedModel, feature_frame: Any
 ) -> None:
-    X = champion._compiled.transform(columns_of(champion, feature_frame.iloc[:3000]))  # type: ignore[union-attr]
+    X = champion._compiled.transform(frame_columns(feature_frame.iloc[:3000], champion.features))  # type: ignore[union-attr]
     assert X is not None and champion._trees is not None
     estimator = champion._estimator
     assert_parity(estimator, champion._trees, X)
@@ -68,7 +67,7 @@ def test_flights_parity_on_real_rows_and_on_missing_values(
 def test_flights_parity_on_rows_exactly_at_the_thresholds(
     champion: LoadedModel, feature_frame: Any
 ) -> None:
-    X = champion._compiled.transform(columns_of(champion, feature_frame.iloc[:4]))  # type: ignore[union-attr]
+    X = champion._compiled.transform(frame_columns(feature_frame.iloc[:4], champion.features))  # type: ignore[union-attr]
     assert X is not None and champion._trees is not None
     split = split_nodes(champion._estimator)
     split = split[np.isfinite(split["num_threshold"])]
@@ -89,7 +88,7 @@ def test_served_answers_match_the_pipeline(
     champion: LoadedModel, feature_frame: Any, n: int
 ) -> None:
     rows = feature_frame.iloc[100 : 100 + n]
-    prediction, score = champion.predict(columns_of(champion, rows))
+    prediction, score = champion.predict(frame_columns(rows, champion.features))
     pipeline = champion._model
     expected = pipeline.predict_proba(rows[list(pipeline.feature_names_in_)])[:, 1]
     assert score is not None and score.dtype == np.float64 and prediction.dtype == np.float64
@@ -283,7 +282,7 @@ def test_a_served_regressor_matches_the_pipeline(flights_small_frame: Any, n: in
     )
     assert loaded._trees is not None, loaded.trees_reason
     rows = frame.iloc[:n]
-    prediction, score = loaded.predict(columns_of(loaded, rows))
+    prediction, score = loaded.predict(frame_columns(rows, loaded.features))
     assert score is None
     expected = loaded._model.predict(rows[[*NUMERIC, "carrier", "origin"]])
     np.testing.assert_allclose(prediction, expected, rtol=RTOL, atol=0)
@@ -301,7 +300,7 @@ def test_a_served_multiclass_classifier_matches_the_pipeline(flights_small_frame
     assert loaded._trees is not None, loaded.trees_reason
     assert loaded.classes == ("EWR", "JFK", "LGA")
     rows = flights_small_frame.iloc[:40]
-    prediction, score = loaded.predict(columns_of(loaded, rows))
+    prediction, score = loaded.predict(frame_columns(rows, loaded.features))
     proba = loaded._model.predict_proba(rows[[*NUMERIC, "carrier"]])
     np.testing.assert_array_equal(prediction, proba.argmax(axis=1).astype(np.float64))
     assert score is not None
@@ -323,7 +322,7 @@ def test_a_served_model_with_a_native_categorical_feature_keeps_scikit_learn(
     assert loaded._compiled is not None and loaded._trees is None
     assert loaded.trees_reason is not None and "categorical" in loaded.trees_reason
     rows = flights_small_frame.iloc[:10]
-    _, score = loaded.predict(columns_of(loaded, rows))
+    _, score = loaded.predict(frame_columns(rows, loaded.features))
     expected = loaded._model.predict_proba(rows[[*NUMERIC, "carrier"]])[:, 1]
     assert score is not None
     np.testing.assert_allclose(score, expected, rtol=RTOL, atol=0)

@@ -43,6 +43,7 @@ __all__ = [
     "OUTPUT_COLUMNS",
     "BatchResult",
     "UserStepError",
+    "frame_columns",
     "run_user_steps",
     "score_file",
     "user_steps",
@@ -271,7 +272,7 @@ def _score_chunk(
             f"{source} has no column(s) {', '.join(repr(n) for n in lacking)}, which model "
             f"{model.name} v{model.version} needs (features: {', '.join(model.feature_names)})"
         )
-    columns = {f.name: _column(frame[f.name], f) for f in model.features}
+    columns = frame_columns(frame, model.features)
     try:
         validated, _ = validate_columns(model.features, columns, extra="ignore")
         prediction, score = model.predict(validated)
@@ -287,6 +288,11 @@ def _score_chunk(
     if score is not None:
         out = out.append_column("score", pa.array(score, type=pa.float64()))
     return out
+
+
+def frame_columns(frame: pd.DataFrame, features: Sequence[FeatureSpec]) -> dict[str, np.ndarray]:
+    """The columns of ``features`` in a DataFrame as validation and ``predict`` take them."""
+    return {f.name: _column(frame[f.name], f) for f in features}
 
 
 def _column(series: pd.Series, spec: FeatureSpec) -> np.ndarray:

@@ -415,8 +415,8 @@ class ServingState:
         if previous is not None:
             self.metrics.model_info.remove(previous.name, str(previous.version), "champion")
             self.metrics.swaps.inc()
+            _settle_heap(collect=False)  # the first model is settled by start(), after a collection
         self.metrics.model_info.labels(model.name, str(model.version), "champion").set(1)
-        _settle_heap(collect=False)
         return previous
 
     async def set_challenger(

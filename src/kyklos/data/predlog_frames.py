@@ -27,8 +27,9 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
+
+from kyklos.data.predlog_schema import schema_of
 
 __all__ = [
     "MAGIC",
@@ -87,22 +88,29 @@ def decode_frames(schema: pa.Schema, data: bytes, at: int) -> tuple[list[pa.Reco
     decode only what was appended since (the file only grows while its writer lives).
     """
     writer = (schema.metadata or {}).get(b"kyklos.writer", b"").decode()
+    log = schema_of(schema)
     batches: list[pa.RecordBatch] = []
-    rows: list[tuple[Any, ...]] = []
-    seqs: list[np.ndarray] = []
+    rows: list[tuple[Any, ...]] = []  # a run of row frames with consecutive seq
+    first = 0
+
+    def flush() -> None:
+        if rows:
+            batches.append(log.build_rows(rows, writer=writer, first_seq=first, schema=schema))
+            rows.clear()
+
     for kind, payload in iter_frames(data, at):
         at += _FRAME.size + len(payload)
         if kind == ROWS:
             first_seq, frame_rows = marshal.loads(payload)
+            if first_seq != first + len(rows):
+                flush()
+            if not rows:
+                first = first_seq
             rows.extend(frame_rows)
-            seqs.append(np.arange(first_seq, first_seq + len(frame_rows), dtype=np.int64))
             continue
-        if rows:
-            batches.append(_rows_batch(schema, rows, seqs, writer))
-            rows, seqs = [], []
+        flush()
         batches.append(pa.ipc.read_record_batch(pa.py_buffer(payload), schema))
-    if rows:
-        batches.append(_rows_batch(schema, rows, seqs, writer))
+    flush()
     return batches, at
 
 
@@ -139,25 +147,3 @@ def frame_rows(kind: bytes, payload: bytes, schema: pa.Schema) -> int:
     if kind == ROWS:
         return len(marshal.loads(payload)[1])
     return int(pa.ipc.read_record_batch(pa.py_buffer(payload), schema).num_rows)
-
-
-def _rows_batch(
-    schema: pa.Schema, rows: list[tuple[Any, ...]], seqs: list[np.ndarray], writer: str
-) -> pa.RecordBatch:
-    """One record batch from rows of plain values (the columns of ``schema`` but the last two)."""
-    columns = list(zip(*rows, strict=True))
-    arrays = [_array(values, field.type) for values, field in zip(columns, schema, strict=False)]
-    arrays.append(pa.array([writer] * len(rows), type=pa.string()))
-    arrays.append(pa.array(np.concatenate(seqs)))
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def _array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
-    try:
-        return pa.array(values, type=arrow_type)
-    except (pa.ArrowException, UnicodeError):  # text with lone surrogates: escaped, not lost
-        cleaned = [
-            v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
-            for v in values
-        ]
-        return pa.array(cleaned, type=arrow_type)

@@ -40,6 +40,7 @@ __all__ = [
     "Normalized",
     "label_schema",
     "prediction_schema",
+    "schema_of",
     "to_micros",
 ]
 
@@ -192,19 +193,30 @@ class LogSchema:
 
         Runs on the committer thread and cannot fail on data ``normalize`` accepted.
         """
+        if all(b.scalar for b in batches):  # single-row requests
+            rows = [b.values for b in batches]
+            return self.build_rows(rows, writer=writer, first_seq=first_seq, schema=schema)
         parts = list(zip(*(b.values for b in batches), strict=True))
-        if all(b.scalar for b in batches):  # single-row requests: one list per column
-            total = len(batches)
-            arrays = self._flat_columns(parts, total)
-        else:
-            counts = [b.rows for b in batches]
-            total = sum(counts)
-            arrays = [
-                _merge(c, list(p), counts, total) for c, p in zip(self.columns, parts, strict=True)
-            ]
-        arrays.append(pa.array(np.full(total, writer, dtype=object), type=pa.string()))
-        arrays.append(pa.array(np.arange(first_seq, first_seq + total, dtype=np.int64)))
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+        counts = [b.rows for b in batches]
+        total = sum(counts)
+        arrays = [
+            _merge(c, list(p), counts, total) for c, p in zip(self.columns, parts, strict=True)
+        ]
+        return _with_seq(arrays, total, writer, first_seq, schema)
+
+    def build_rows(
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        writer: str,
+        first_seq: int,
+        schema: pa.Schema,
+    ) -> pa.RecordBatch:
+        """One record batch of rows given as the ``values`` of one-row normalised batches (as
+        the prediction log's WAL keeps them); ``seq`` starts at ``first_seq``."""
+        parts = list(zip(*rows, strict=True))
+        arrays = self._flat_columns(parts, len(rows))
+        return _with_seq(arrays, len(rows), writer, first_seq, schema)
 
     def _flat_columns(self, parts: list[tuple[Any, ...]], total: int) -> list[pa.Array]:
         """One Arrow array per column from one scalar per row.
@@ -229,6 +241,14 @@ class LogSchema:
                     _FLOAT64, total, [None, buffer.slice(row * width, width)]
                 )
         return arrays
+
+
+def _with_seq(
+    arrays: list[pa.Array], total: int, writer: str, first_seq: int, schema: pa.Schema
+) -> pa.RecordBatch:
+    arrays.append(pa.array(np.full(total, writer, dtype=object), type=pa.string()))
+    arrays.append(pa.array(np.arange(first_seq, first_seq + total, dtype=np.int64)))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def prediction_schema(features: Sequence[tuple[str, str]] = ()) -> LogSchema:
@@ -259,6 +279,18 @@ def prediction_schema(features: Sequence[tuple[str, str]] = ()) -> LogSchema:
             Column(FEATURE_PREFIX + name, "float64" if kind == "numeric" else "str", None)
         )
     return LogSchema(PREDICTIONS, tuple(columns), "prediction")
+
+
+def schema_of(arrow: pa.Schema) -> LogSchema:
+    """The layout a log file's Arrow schema (from :meth:`LogSchema.arrow`) was written with."""
+    if (arrow.metadata or {}).get(b"kyklos.log") == LABELS.encode():
+        return label_schema()
+    features = [
+        (f.name.removeprefix(FEATURE_PREFIX), "numeric" if f.type == _FLOAT64 else "categorical")
+        for f in arrow
+        if f.name.startswith(FEATURE_PREFIX)
+    ]
+    return prediction_schema(features)
 
 
 def label_schema() -> LogSchema:

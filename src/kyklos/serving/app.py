@@ -397,6 +397,9 @@ class ServingState:
         self.watcher: ChampionWatcher | None = None
         self.arm: ChallengerArm | None = None  # the challenger while a rollout is active
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        # requests being answered (entered _timed, not yet out): 1 means a request is alone,
+        # so it is predicted and logged right away instead of waiting for company (_answer)
+        self.in_flight = 0
         self.started = time.time()
         self.metrics = _Metrics(self)
 
@@ -728,10 +731,13 @@ async def _timed(
     start = time.perf_counter()
     model = state.model
     rows = 0
+    state.in_flight += 1
     try:
         response, rows = await handler(state, request, endpoint, start)
     except Exception as exc:
         response = _error_for(exc)
+    finally:
+        state.in_flight -= 1
     name = model.name if model is not None else "-"
     version = response.headers.get("x-model-version") or (
         str(model.version) if model is not None else "-"
@@ -822,6 +828,12 @@ async def _answer(
             state.metrics.fallbacks.labels(arm.model.name, str(arm.model.version)).inc()
             if arm.fallbacks == 1:  # once per arm: the counter tells the rest
                 log.warning("canary v%s cannot answer: %s", arm.model.version, arm.last_error)
+    # Alone (one connection, a quiet moment): no company to batch or group-commit with, so the
+    # prediction and the log commit happen right here, without the hops to the batcher task and
+    # to the loop's commit turn (see docs/serving.md, "A lone request").
+    alone = state.in_flight == 1 and arm is None
+    if outcome is None and alone:
+        outcome = batcher.predict_now(columns, n)
     if outcome is None:
         outcome = await batcher.submit(columns, n)
     prediction, score, version = outcome
@@ -837,7 +849,10 @@ async def _answer(
     }
     for feature in model.features:
         record["f." + feature.name] = columns[feature.name]
-    await writer.append_async(record)
+    if alone and not writer.fsync:
+        writer.append_now(record)
+    else:
+        await writer.append_async(record)
     if arm is not None and arm.strategy == "shadow":
         state.shadow(arm, columns, n, {**record, "_champion_features": model.features})
     return model, prediction, score, version, n

@@ -15,6 +15,8 @@ arriving meanwhile queue up and form the next batch.
   group commit does), and at most ``max_wait_ms``: a lone client (one connection) is never
   kept waiting for company that does not come, and under load the requests that arrive while
   a batch is predicted form the next one without any waiting at all.
+* A caller that knows its request is alone (nothing else in flight, e.g. one connection) can
+  skip the queue with :meth:`predict_now`: the hop to the worker task and back is then saved.
 * Submitting wakes the worker only when it waits for what was just queued (idle, or the queue
   reached the size it waits for): one wake-up per batch, not one per request.
 * One bad request cannot fail its batch-mates: when the merged ``predict`` raises, each request
@@ -127,6 +129,7 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        self._predicting = False  # a batch is in the worker thread
         self._counters = _Counters()
 
     # -- public ---------------------------------------------------------------------------------
@@ -147,6 +150,27 @@ class Batcher:
             assert self._wakeup is not None
             self._wakeup.set()
         return await future
+
+    def predict_now(self, columns: Mapping[str, np.ndarray], n_rows: int) -> Result | None:
+        """``(prediction, score, version)`` computed right here, in the caller, for a request
+        the caller knows to be alone (no other request in flight: batching has nothing to
+        merge it with): no hop to the worker task and back. None when that is not possible
+        (rows queued, a batch being predicted, more than ``inline_rows`` rows, closed): then
+        :meth:`submit` it. Counted as a batch of its own; raises what ``predict`` raises."""
+        if self._closed or self._queue or self._predicting or n_rows > self.inline_rows:
+            return None
+        model = self.model_getter()
+        c = self._counters
+        c.requests += 1
+        c.batches += 1
+        c.rows += n_rows
+        self._expected_rows = max(n_rows, self._expected_rows // 2)
+        try:
+            prediction, score = model.predict(columns)
+        except Exception:
+            c.failed_requests += 1
+            raise
+        return prediction, score, model.version
 
     def stats(self) -> BatcherStats:
         c = self._counters
@@ -195,9 +219,13 @@ class Batcher:
                 if len(batch) == 1 and batch[0].n_rows <= self.inline_rows:
                     outcomes = self._predict_batch(model, batch)
                 else:
-                    outcomes = await loop.run_in_executor(
-                        self._executor, self._predict_batch, model, batch
-                    )
+                    self._predicting = True
+                    try:
+                        outcomes = await loop.run_in_executor(
+                            self._executor, self._predict_batch, model, batch
+                        )
+                    finally:
+                        self._predicting = False
             except BaseException as exc:  # the getter failed, or we are cancelled
                 for item in batch:
                     _resolve(item.future, None, exc)

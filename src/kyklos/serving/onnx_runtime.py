@@ -18,9 +18,15 @@ graph agrees with the (hash-checked) scikit-learn model on the stored sample wit
 tolerances, checked again at every load. Otherwise the model keeps scikit-learn and records why
 (``runtime_reason``, shown by ``GET /model``); with ``serve.runtime: onnx`` that is an error.
 
-:class:`OnnxSession` is the hot path: numpy columns go straight to ``InferenceSession.run`` (a
-``[N, 1]`` view of each float64 column; categorical columns with None replaced by ``""``), one
-intra-op thread, no pandas.
+:class:`OnnxSession` is the hot path: numpy columns go straight to ``InferenceSession.run``, one
+intra-op thread, no pandas. The session runs the exported graph with two inputs in front of the
+per-feature ones: every numeric feature stacked in one ``[N, k]`` float64 tensor and every
+categorical one in one ``[N, m]`` string tensor (None replaced by ``""``), split back into the
+graph's own per-feature inputs by two ``Split`` nodes (:func:`packed_graph`). onnxruntime pays a
+fixed cost per input of every run: on the flights model (22 features) one row took 37 µs through
+22 inputs and 20 µs through 2, with the same probabilities; building 22 feeds in Python cost
+about as much again. The stored graph (whose sha256 the record names) is not changed; the packed
+one is made from it in memory at each load, and parity is checked through it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kyklos.errors import KyklosError, MissingExtraError, ServingError
+from kyklos.serving.onnx_graph import MISSING_STRING
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -231,13 +238,13 @@ class OnnxSession:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ServingError(
                 f"{where}: onnxruntime cannot load the ONNX graph: {_one_line(exc)}", status=500
             ) from exc
         self.where = where
-        declared = {i.name: i.type for i in self._session.get_inputs()}
+        declared = {i.name: i.type for i in session.get_inputs()}
         wanted = {
             f.name: "tensor(double)" if f.kind == "numeric" else "tensor(string)" for f in features
         }
@@ -249,6 +256,16 @@ class OnnxSession:
             )
         self._numeric = tuple(f.name for f in features if f.kind == "numeric")
         self._categorical = tuple(f.name for f in features if f.kind != "numeric")
+        #: whether the session takes the two packed inputs (else one input per feature)
+        self.packed = False
+        packed = packed_graph(model, self._numeric, self._categorical)
+        if packed is not None:
+            try:
+                session = ort.InferenceSession(packed, options, providers=["CPUExecutionProvider"])
+                self.packed = True
+            except Exception as exc:  # the per-feature graph still serves
+                log.warning("%s: the packed ONNX graph does not load: %s", where, _one_line(exc))
+        self._session = session
         self._output = OUTPUT_PROBABILITIES if task == "classification" else OUTPUT_PREDICTION
         names = [o.name for o in self._session.get_outputs()]
         if self._output not in names:
@@ -263,6 +280,8 @@ class OnnxSession:
         feeds: dict[str, np.ndarray] = {}
         name = ""
         try:
+            if self.packed:
+                return self._run_packed(columns)
             for name in self._numeric:
                 feeds[name] = np.asarray(columns[name], dtype=np.float64).reshape(-1, 1)
             for name in self._categorical:
@@ -279,6 +298,80 @@ class OnnxSession:
             ) from exc
         out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
         return out.reshape(-1) if self._regression else out
+
+    def _run_packed(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        feeds: dict[str, np.ndarray] = {}
+        try:
+            if self._numeric:
+                feeds[PACKED_NUMERIC] = _matrix(columns, self._numeric, np.float64)
+            if self._categorical:
+                values = _matrix(columns, self._categorical, object)
+                missing = np.equal(values, None)  # type: ignore[call-overload]
+                if missing.any():
+                    values = np.where(missing, MISSING_STRING, values)
+                feeds[PACKED_CATEGORICAL] = values
+        except KeyError as exc:
+            name = exc.args[0] if exc.args else ""
+            raise ServingError(
+                f"feature {name!r} is missing from the input of {self.where}",
+                field=str(name),
+                status=422,
+            ) from exc
+        out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
+        return out.reshape(-1) if self._regression else out
+
+
+def _matrix(columns: Mapping[str, np.ndarray], names: Sequence[str], dtype: Any) -> np.ndarray:
+    """The ``[N, len(names)]`` C-contiguous matrix of the columns ``names`` (one concatenation
+    and a transposed view: ~2.5 µs for 19 one-row columns against ~6 µs for ``np.stack``)."""
+    flat = np.concatenate([columns[name] for name in names], dtype=dtype)
+    return np.ascontiguousarray(flat.reshape(len(names), -1).T)
+
+
+#: The packed inputs of the session's graph (see :func:`packed_graph`).
+PACKED_NUMERIC = "kyklos/numeric"
+PACKED_CATEGORICAL = "kyklos/categorical"
+
+
+def packed_graph(model: bytes, numeric: Sequence[str], categorical: Sequence[str]) -> bytes | None:
+    """``model`` with two inputs instead of one per feature: ``kyklos/numeric`` ``[N, k]`` double
+    (the features ``numeric``, in that order) and ``kyklos/categorical`` ``[N, m]`` string, each
+    split by a ``Split`` node into the original per-feature ``[N, 1]`` tensors, so everything
+    after them is the exported graph unchanged. None when the ``onnx`` package is missing or
+    the graph cannot be read (the caller keeps the per-feature inputs)."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    try:
+        graph_model = onnx.load_from_string(model)
+    except Exception:
+        return None
+    graph = graph_model.graph
+    kept = [i for i in graph.input if i.name not in set(numeric) | set(categorical)]
+    nodes = []
+    inputs = []
+    for packed, names, kind in (
+        (PACKED_NUMERIC, numeric, TensorProto.DOUBLE),
+        (PACKED_CATEGORICAL, categorical, TensorProto.STRING),
+    ):
+        if not names:
+            continue
+        sizes = f"{packed}/split"
+        inputs.append(helper.make_tensor_value_info(packed, kind, ["N", len(names)]))
+        graph.initializer.append(
+            helper.make_tensor(sizes, TensorProto.INT64, [len(names)], [1] * len(names))
+        )
+        nodes.append(
+            helper.make_node("Split", [packed, sizes], list(names), axis=1, name=f"{packed}/unpack")
+        )
+    del graph.input[:]
+    graph.input.extend([*inputs, *kept])
+    existing = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*nodes, *existing])
+    return bytes(graph_model.SerializeToString())
 
 
 # -- the sample -----------------------------------------------------------------------------------

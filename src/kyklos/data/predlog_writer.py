@@ -98,6 +98,10 @@ class _Group:
     rows: int = 0
 
 
+#: The commit of a group written by ``append_now`` (nobody waits for it).
+_NO_COMMIT = Commit()
+
+
 @dataclass
 class _Wal:
     path: Path
@@ -238,9 +242,21 @@ class LogWriter:
         written (and fdatasync'ed with ``fsync``); raises :class:`StoreError` if they could not
         be (they were then not logged). Blocks: call it from the event loop only when a write
         is all it costs (no ``fsync``)."""
-        commit = self._append(records, wake=False)
-        self._commit_on_loop()
-        commit.wait()
+        schema = self._schema
+        batch = schema.normalize(records)
+        with self._cond:
+            if self._closing or self._failure is not None or os.getpid() != self._pid:
+                raise StoreError(self._refusal())
+            pending = bool(self._groups) or schema is not self._schema
+        if pending:  # others to commit along (or the features changed): the group path
+            commit = self._append(records, wake=False)
+            self._commit_on_loop()
+            commit.wait()
+            return
+        with self._commit_lock:
+            error = self._write(_Group(_NO_COMMIT, schema, [batch], batch.rows))
+        if error is not None:
+            raise StoreError(error)
 
     def _commit_on_loop(self) -> None:
         self._loop_commit_due = False
@@ -356,10 +372,13 @@ class LogWriter:
         return wal is not None and time.monotonic() >= wal.opened + self.segment_seconds
 
     def _commit(self, group: _Group) -> None:
+        self._finish(group, self._write(group))
+
+    def _write(self, group: _Group) -> str | None:
+        """Write ``group`` to the WAL (holding the commit lock); the error that kept it out."""
         self._last_commit = time.monotonic()
         if self._failure is not None:
-            self._finish(group, self._failure)
-            return
+            return self._failure
         wal = self._wal
         written = 0
         try:
@@ -382,16 +401,15 @@ class LogWriter:
                 except OSError as again:
                     self._failure = f"{message}; and cannot truncate it: {again}"
             self._last_error = message
-            self._finish(group, message)
-            return
+            return message
         wal.size += written
         wal.rows += group.rows
         self._seq += group.rows
         self._commits += 1
         self._expected_rows = max(group.rows, self._expected_rows // 2)
-        self._finish(group, None)
         if wal.rows >= self.segment_rows:
             self._rotate()
+        return None
 
     def _frame(self, group: _Group, wal: _Wal) -> bytes:
         """The WAL frame of a group: its rows as they are when every append is one row."""

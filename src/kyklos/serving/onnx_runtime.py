@@ -44,6 +44,7 @@ import numpy as np
 
 from kyklos.errors import KyklosError, MissingExtraError, ServingError
 from kyklos.serving.onnx_graph import MISSING_STRING
+from kyklos.serving.validation import Columns
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -300,6 +301,11 @@ class OnnxSession:
         return out.reshape(-1) if self._regression else out
 
     def _run_packed(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        feeds = _whole(columns, self._numeric, self._categorical) or self._packed_feeds(columns)
+        out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
+        return out.reshape(-1) if self._regression else out
+
+    def _packed_feeds(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds: dict[str, np.ndarray] = {}
         try:
             if self._numeric:
@@ -317,8 +323,25 @@ class OnnxSession:
                 field=str(name),
                 status=422,
             ) from exc
-        out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
-        return out.reshape(-1) if self._regression else out
+        return feeds
+
+
+def _whole(
+    columns: Mapping[str, np.ndarray], numeric: tuple[str, ...], categorical: tuple[str, ...]
+) -> dict[str, np.ndarray] | None:
+    """The packed feeds straight from the matrices of columns validated as a whole (see
+    :class:`~kyklos.serving.validation.Columns`: no None among their strings), when they hold
+    exactly these features in this order; else None."""
+    if not isinstance(columns, Columns) or columns.numeric is None or columns.categorical is None:
+        return None
+    if columns.numeric_names != numeric or columns.categorical_names != categorical:
+        return None
+    feeds: dict[str, np.ndarray] = {}
+    if numeric:
+        feeds[PACKED_NUMERIC] = columns.numeric
+    if categorical:
+        feeds[PACKED_CATEGORICAL] = columns.categorical
+    return feeds
 
 
 def _matrix(columns: Mapping[str, np.ndarray], names: Sequence[str], dtype: Any) -> np.ndarray:
@@ -366,12 +389,42 @@ def packed_graph(model: bytes, numeric: Sequence[str], categorical: Sequence[str
         nodes.append(
             helper.make_node("Split", [packed, sizes], list(names), axis=1, name=f"{packed}/unpack")
         )
+    existing = _without_concat(list(graph.node), numeric, nodes)
+    if not any(n.name == f"{PACKED_NUMERIC}/unpack" for n in nodes):
+        kept_init = [t for t in graph.initializer if t.name != f"{PACKED_NUMERIC}/split"]
+        del graph.initializer[:]
+        graph.initializer.extend(kept_init)
     del graph.input[:]
     graph.input.extend([*inputs, *kept])
-    existing = list(graph.node)
     del graph.node[:]
     graph.node.extend([*nodes, *existing])
     return bytes(graph_model.SerializeToString())
+
+
+def _without_concat(existing: list[Any], numeric: Sequence[str], nodes: list[Any]) -> list[Any]:
+    """The graph's nodes, without the split-then-concatenate round trip of the numeric
+    features: kyklos's export concatenates exactly the numeric inputs, in order, along axis 1
+    before preprocessing them together (:mod:`kyklos.serving.onnx_graph`), so the packed input
+    can take that ``Concat``'s place and the numeric ``Split`` of ``nodes`` is dropped. Any
+    other shape of graph keeps both."""
+    names = list(numeric)
+    if not names:
+        return existing
+    for node in existing:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        if node.op_type != "Concat" or list(node.input) != names or axis not in (1, -1):
+            continue
+        others = [n for n in existing if n is not node]
+        if any(name in names for n in others for name in n.input):
+            return existing  # a numeric input is used elsewhere too: keep the Split
+        (joined,) = node.output
+        for n in others:
+            for i, name in enumerate(n.input):
+                if name == joined:
+                    n.input[i] = PACKED_NUMERIC
+        nodes[:] = [n for n in nodes if n.name != f"{PACKED_NUMERIC}/unpack"]
+        return others
+    return existing
 
 
 # -- the sample -----------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import numpy as np
 from kyklos.errors import ConfigError, ServingError
 from kyklos.serving.model import FeatureSpec
 
-__all__ = ["InvalidInput", "Problem", "validate_columns", "validate_records"]
+__all__ = ["Columns", "InvalidInput", "Problem", "validate_columns", "validate_records"]
 
 ExtraPolicy = Literal["reject", "ignore"]
 CategoryPolicy = Literal["allow", "reject"]
@@ -218,6 +218,26 @@ def validate_columns(
 
 
 # -- the fast path of clean records -----------------------------------------------------------
+class Columns(dict[str, np.ndarray]):
+    """Validated columns by feature name, as every ``validate_*`` returns them; records that
+    needed no check beyond their types also keep the two matrices the columns are views of, for
+    a consumer that takes them whole (the ONNX session, :mod:`kyklos.serving.onnx_runtime`):
+    ``numeric`` ``[N, k]`` float64 with the features ``numeric_names`` (finite), and
+    ``categorical`` ``[N, m]`` object with ``categorical_names`` (strings, no None)."""
+
+    __slots__ = ("categorical", "categorical_names", "numeric", "numeric_names")
+
+    numeric: np.ndarray | None
+    numeric_names: tuple[str, ...]
+    categorical: np.ndarray | None
+    categorical_names: tuple[str, ...]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.numeric = self.categorical = None
+        self.numeric_names = self.categorical_names = ()
+
+
 @dataclass(frozen=True)
 class _Plan:
     numeric: tuple[str, ...]
@@ -291,7 +311,10 @@ def _clean_records(
                 if known is not None and not known.issuperset(labels[:, j].tolist()):
                     return None
     # one view per feature; iterating the transposed matrices is the cheapest way to get them
-    return dict(zip(plan.names, [*matrix.T, *labels.T], strict=True))
+    columns = Columns(zip(plan.names, [*matrix.T, *labels.T], strict=True))
+    columns.numeric, columns.numeric_names = matrix, plan.numeric
+    columns.categorical, columns.categorical_names = labels, plan.categorical
+    return columns
 
 
 # -- columns ----------------------------------------------------------------------------------

@@ -847,6 +847,11 @@ async def _answer(
     # prediction and the log commit happen right here, without the hops to the batcher task and
     # to the loop's commit turn (see docs/serving.md, "A lone request").
     alone = state.in_flight == 1 and arm is None
+    if alone:
+        # Requests read in the same loop turn have their tasks queued behind this one, not yet
+        # counted: one yield lets them start (and count) before this one decides it is alone.
+        await asyncio.sleep(0)
+        alone = state.in_flight == 1 and state.arm is None
     if outcome is None and alone:
         outcome = batcher.predict_now(columns, n)
     if outcome is None:

@@ -372,6 +372,8 @@ def packed_graph(model: bytes, numeric: Sequence[str], categorical: Sequence[str
     except Exception:
         return None
     graph = graph_model.graph
+    if not {*numeric, *categorical} <= {i.name for i in graph.input}:
+        return None  # not the graph of these features (or no graph at all)
     kept = [i for i in graph.input if i.name not in set(numeric) | set(categorical)]
     nodes = []
     inputs = []
@@ -389,7 +391,8 @@ def packed_graph(model: bytes, numeric: Sequence[str], categorical: Sequence[str
         nodes.append(
             helper.make_node("Split", [packed, sizes], list(names), axis=1, name=f"{packed}/unpack")
         )
-    existing = _without_concat(list(graph.node), numeric, nodes)
+    outputs = {o.name for o in graph.output}
+    existing = _without_concat(list(graph.node), numeric, nodes, outputs)
     if not any(n.name == f"{PACKED_NUMERIC}/unpack" for n in nodes):
         kept_init = [t for t in graph.initializer if t.name != f"{PACKED_NUMERIC}/split"]
         del graph.initializer[:]
@@ -401,7 +404,9 @@ def packed_graph(model: bytes, numeric: Sequence[str], categorical: Sequence[str
     return bytes(graph_model.SerializeToString())
 
 
-def _without_concat(existing: list[Any], numeric: Sequence[str], nodes: list[Any]) -> list[Any]:
+def _without_concat(
+    existing: list[Any], numeric: Sequence[str], nodes: list[Any], outputs: set[str]
+) -> list[Any]:
     """The graph's nodes, without the split-then-concatenate round trip of the numeric
     features: kyklos's export concatenates exactly the numeric inputs, in order, along axis 1
     before preprocessing them together (:mod:`kyklos.serving.onnx_graph`), so the packed input
@@ -418,6 +423,8 @@ def _without_concat(existing: list[Any], numeric: Sequence[str], nodes: list[Any
         if any(name in names for n in others for name in n.input):
             return existing  # a numeric input is used elsewhere too: keep the Split
         (joined,) = node.output
+        if joined in outputs:
+            return existing  # the concatenation is an output itself: keep it
         for n in others:
             for i, name in enumerate(n.input):
                 if name == joined:

@@ -21,7 +21,7 @@ import pytest
 from kyklos.data.predlog import PredictionLog, PredictionLogWriter
 from kyklos.errors import StoreError
 
-from .conftest import FEATURES
+from .conftest import FEATURES, batch
 from .test_predlog_writer import _wal_frames
 
 WORKER = Path(__file__).with_name("append_now_worker.py")
@@ -149,3 +149,33 @@ def test_append_now_raises_when_the_write_fails_and_logs_nothing_of_it(root: Pat
     table = PredictionLog(root).scan(columns=["request_id", "seq"])
     assert table.column("request_id").to_pylist() == ["before", "after"]
     assert table.column("seq").to_pylist() == [0, 1]  # the refused rows took no numbers
+
+
+def test_a_long_run_of_row_frames_decodes_in_bounded_batches(root: Path) -> None:
+    """A WAL of many one-row frames (what a lone-request server writes) becomes record batches
+    of at most ``_RUN_ROWS`` rows, each of them a short hold of the GIL for a sealer thread,
+    and the rows come back whole and in order."""
+    from kyklos.data.predlog_frames import _RUN_ROWS, decode_frames, read_header
+
+    count = 2 * _RUN_ROWS + 17
+    writer = PredictionLogWriter(root, features=FEATURES, fsync=False)
+    try:
+        for i in range(count):
+            writer.append_now(batch(f"r{i}", seed=i))
+        wal = writer._wal
+        assert wal is not None
+        data = wal.path.read_bytes()
+    finally:
+        writer.close()
+    header = read_header(data)
+    assert header is not None
+    schema, at = header
+    batches, end = decode_frames(schema, data, at)
+    assert end == len(data)
+    assert [b.num_rows for b in batches] == [_RUN_ROWS, _RUN_ROWS, 17]
+    ids = [i for b in batches for i in b.column("request_id").to_pylist()]
+    assert ids == [f"r{i}" for i in range(count)]
+    seqs = [s for b in batches for s in b.column("seq").to_pylist()]
+    assert seqs == list(range(count))
+    # and the sealed segment holds them all
+    assert sorted(_ids(root), key=lambda r: int(r[1:])) == ids

@@ -37,6 +37,7 @@ import asyncio
 import fcntl
 import os
 import queue
+import subprocess
 import threading
 import time
 import uuid
@@ -126,6 +127,7 @@ class LogWriter:
         segment_rows: int = 100_000,
         segment_seconds: float = 60.0,
         fsync: bool = True,
+        seal_in_child: bool = False,
     ) -> None:
         if max_batch_rows < 1 or segment_rows < 1 or segment_seconds <= 0:
             raise DataError(
@@ -138,6 +140,8 @@ class LogWriter:
         self.segment_rows = segment_rows
         self.segment_seconds = segment_seconds
         self.fsync = fsync
+        #: seal rotated WALs in a child process (a server: keeps the GIL for the event loop)
+        self.seal_in_child = seal_in_child
         self._pid = os.getpid()
         self.writer_id = f"{self._pid}-{uuid.uuid4().hex[:12]}"
         try:
@@ -462,13 +466,26 @@ class LogWriter:
             if wal is None:
                 return
             try:
-                if seal_wal(wal.path) is not None:
+                if self._seal(wal.path) is not None:
                     with self._cond:
                         self._segments += 1
             except Exception as exc:  # kept: the WAL is sealed again by the next writer
                 self._last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 os.close(wal.fd)
+
+    def _seal(self, path: Path) -> Path | None:
+        """Seal a rotated WAL: in a child process while serving with ``seal_in_child`` (see
+        :mod:`kyklos.data.predlog_seal`), here when closing (nobody waits on the loop any more)
+        or when the child fails (its error is kept in ``stats().last_error``)."""
+        if self.seal_in_child and not self._closing:
+            from kyklos.data.predlog_seal import seal_in_child
+
+            try:
+                return seal_in_child(path)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                self._last_error = f"{type(exc).__name__}: {exc}"
+        return seal_wal(path)
 
 
 class PredictionLogWriter(LogWriter):

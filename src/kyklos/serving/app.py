@@ -555,9 +555,12 @@ class ServingState:
                 logs,
                 features=[(f.name, f.kind) for f in model.features],
                 fsync=fsync,
+                seal_in_child=True,  # a WAL's decoding must not take the GIL from the loop
             )
         )
-        self.labels = await asyncio.to_thread(functools.partial(LabelLogWriter, logs, fsync=fsync))
+        self.labels = await asyncio.to_thread(
+            functools.partial(LabelLogWriter, logs, fsync=fsync, seal_in_child=True)
+        )
         self.swap(model)
         self.batcher = Batcher(
             self.current,

@@ -81,3 +81,22 @@ def test_the_seal_module_as_a_command(root: Path) -> None:
     assert done.returncode != 0
     with pytest.raises(RuntimeError, match="in a child process failed"):
         seal_in_child(root / "nope.kwal")
+
+
+def test_a_seal_asked_by_a_process_that_is_gone_does_nothing(root: Path) -> None:
+    writer = PredictionLogWriter(root, features=FEATURES, fsync=False)
+    try:
+        writer.append_now(batch("r0"))
+        wal = writer._wal
+        assert wal is not None
+        done = subprocess.run(  # "asked by" pid 1, which is not this child's parent
+            [sys.executable, "-m", "kyklos.data.predlog_seal", str(wal.path), "1"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 1 and "is gone" in done.stderr
+        assert wal.path.exists() and not _segments(root)
+    finally:
+        writer.close()
+    assert main(["a", "b"]) == 2

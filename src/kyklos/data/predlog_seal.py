@@ -6,11 +6,17 @@ Python work that holds the GIL, and in the server's own process it held back the
 (p99 at 64 connections 80 ms for a 10 s run that sealed, 18 ms with the seal in a child: see
 BENCHMARKS.md). The parent keeps the WAL's lock (its open file) until this returns.
 
-    python -m kyklos.data.predlog_seal WAL_PATH     # prints the segment's path, or nothing
+    python -m kyklos.data.predlog_seal WAL_PATH [PARENT_PID]   # prints the segment's path
+
+The child dies with its parent (Linux ``PR_SET_PDEATHSIG``) and does nothing if the parent is
+already gone: a server killed mid-seal must not leave a child sealing a WAL that the next
+writer to start seals too (both would write the same temporary segment file).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +28,7 @@ def seal_in_child(path: Path, *, timeout: float = 600.0) -> Path | None:
     """``seal_wal(path)`` in a child Python process; raises ``RuntimeError`` with the child's
     last line of error when it fails (the WAL is then left as it was: sealing is idempotent)."""
     done = subprocess.run(
-        [sys.executable, "-m", __name__, str(path)],
+        [sys.executable, "-m", __name__, str(path), str(os.getpid())],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -35,12 +41,27 @@ def seal_in_child(path: Path, *, timeout: float = 600.0) -> Path | None:
     return Path(printed) if printed else None
 
 
+def _die_with(parent: int) -> bool:
+    """Ask to be killed when ``parent`` dies (Linux); False if it is already gone."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the check below still holds at start
+        pass
+    return os.getppid() == parent
+
+
 def main(argv: list[str]) -> int:
     from kyklos.data.predlog_files import seal_wal
 
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m kyklos.data.predlog_seal WAL_PATH\n")
+    if len(argv) not in (1, 2) or (len(argv) == 2 and not argv[1].isdigit()):
+        sys.stderr.write("usage: python -m kyklos.data.predlog_seal WAL_PATH [PARENT_PID]\n")
         return 2
+    if len(argv) == 2 and not _die_with(int(argv[1])):
+        sys.stderr.write(f"the process {argv[1]} that asked for this seal is gone\n")
+        return 1
     segment = seal_wal(Path(argv[0]))
     if segment is not None:
         sys.stdout.write(f"{segment}\n")

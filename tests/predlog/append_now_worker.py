@@ -22,21 +22,9 @@ import signal
 import sys
 from pathlib import Path
 
+from log_worker import FEATURES, record  # this folder is sys.path[0] when run as a script
+
 from kyklos.data.predlog import PredictionLogWriter
-
-FEATURES = [("distance", "numeric"), ("carrier", "categorical")]
-
-
-def record(request_id: str, rows: int = 1) -> dict[str, object]:
-    return {
-        "request_id": request_id,
-        "model": "flights",
-        "version": 1,
-        "prediction": [1.0] * rows if rows > 1 else 1.0,
-        "score": [0.25] * rows if rows > 1 else 0.25,
-        "f.distance": [float(i) for i in range(rows)] if rows > 1 else 321.0,
-        "f.carrier": ["UA"] * rows if rows > 1 else "B6",
-    }
 
 
 def kill(root: Path, fsync: bool, pending: int, *, now: bool = True) -> None:

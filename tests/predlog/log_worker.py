@@ -32,13 +32,14 @@ FEATURES = [("distance", "numeric"), ("carrier", "categorical")]
 
 
 def record(request_id: str, rows: int = 1) -> dict[str, object]:
+    """One request (a many-row one has the distances 0.0, 1.0, ... to tell its rows apart)."""
     return {
         "request_id": request_id,
         "model": "flights",
         "version": 1,
         "prediction": [1.0] * rows if rows > 1 else 1.0,
         "score": [0.75] * rows if rows > 1 else 0.75,
-        "f.distance": [123.0] * rows if rows > 1 else 123.0,
+        "f.distance": [float(i) for i in range(rows)] if rows > 1 else 123.0,
         "f.carrier": ["UA"] * rows if rows > 1 else "UA",
     }
 

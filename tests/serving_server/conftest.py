@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,18 +84,25 @@ def start_server(
         raise AssertionError(f"kyklos serve did not start: {line}{rest}")
     server = Server(proc, match.group(1), root, line)
     if wait:
-        deadline = time.monotonic() + 60
         with server.client() as client:
-            while True:
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert proc.poll() is None, "kyklos serve exited"
-                assert time.monotonic() < deadline, "kyklos serve never became ready"
-                time.sleep(0.05)
+            wait_ready(client, lambda: proc.poll() is None, "kyklos serve")
     return server
+
+
+def wait_ready(
+    client: httpx.Client, alive: Callable[[], bool], what: str, timeout: float = 60.0
+) -> None:
+    """Poll ``/ready`` until it answers 200; fail if ``alive()`` turns false or on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if client.get("/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert alive(), f"{what} stopped"
+        assert time.monotonic() < deadline, f"{what} never became ready"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

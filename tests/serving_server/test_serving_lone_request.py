@@ -23,7 +23,7 @@ import pytest
 
 from kyklos.data.predlog import PredictionLog
 
-from .conftest import Server
+from .conftest import Server, wait_ready
 
 BURST = 64  # concurrent requests per round
 ROUNDS = 3
@@ -313,17 +313,8 @@ def in_process(trained: Path) -> Iterator[InProcess]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    deadline = time.monotonic() + 60
     with httpx.Client(base_url=url, timeout=5) as client:
-        while True:
-            try:
-                if client.get("/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert thread.is_alive(), "the in-process server stopped"
-            assert time.monotonic() < deadline, "the in-process server never became ready"
-            time.sleep(0.05)
+        wait_ready(client, thread.is_alive, "the in-process server")
     port = sock.getsockname()[1]
     try:
         yield InProcess(url, port, trained, app.state, server.servers[0].get_loop())

@@ -280,20 +280,13 @@ class OnnxSession:
 
     def run(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """Outputs for validated numpy columns (see the class docstring)."""
-        if self.packed:
-            return self._run_packed(columns)
-        feeds: dict[str, np.ndarray] = {}
-        name = ""
         try:
-            for name in self._numeric:
-                feeds[name] = np.asarray(columns[name], dtype=np.float64).reshape(-1, 1)
-            for name in self._categorical:
-                values = columns[name]
-                missing = np.equal(values, None)  # type: ignore[call-overload]
-                if missing.any():
-                    values = np.where(missing, "", values)
-                feeds[name] = values.reshape(-1, 1)
+            if self.packed:
+                feeds = _whole(columns, self._numeric, self._categorical) or self._packed(columns)
+            else:
+                feeds = self._per_feature(columns)
         except KeyError as exc:
+            name = str(exc.args[0]) if exc.args else ""
             raise ServingError(
                 f"feature {name!r} is missing from the input of {self.where}",
                 field=name,
@@ -302,30 +295,27 @@ class OnnxSession:
         out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
         return out.reshape(-1) if self._regression else out
 
-    def _run_packed(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        feeds = _whole(columns, self._numeric, self._categorical) or self._packed_feeds(columns)
-        out = np.asarray(self._session.run(self._outputs, feeds)[0], dtype=np.float64)
-        return out.reshape(-1) if self._regression else out
-
-    def _packed_feeds(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _packed(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds: dict[str, np.ndarray] = {}
-        try:
-            if self._numeric:
-                feeds[PACKED_NUMERIC] = _matrix(columns, self._numeric, np.float64)
-            if self._categorical:
-                values = _matrix(columns, self._categorical, object)
-                missing = np.equal(values, None)  # type: ignore[call-overload]
-                if missing.any():
-                    values = np.where(missing, MISSING_STRING, values)
-                feeds[PACKED_CATEGORICAL] = values
-        except KeyError as exc:
-            name = exc.args[0] if exc.args else ""
-            raise ServingError(
-                f"feature {name!r} is missing from the input of {self.where}",
-                field=str(name),
-                status=422,
-            ) from exc
+        if self._numeric:
+            feeds[PACKED_NUMERIC] = _matrix(columns, self._numeric, np.float64)
+        if self._categorical:
+            feeds[PACKED_CATEGORICAL] = _strings(_matrix(columns, self._categorical, object))
         return feeds
+
+    def _per_feature(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        for name in self._numeric:
+            feeds[name] = np.asarray(columns[name], dtype=np.float64).reshape(-1, 1)
+        for name in self._categorical:
+            feeds[name] = _strings(columns[name]).reshape(-1, 1)
+        return feeds
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    """Categorical values as the graph takes them: None (missing) as ``MISSING_STRING``."""
+    missing = np.equal(values, None)  # type: ignore[call-overload]
+    return np.where(missing, MISSING_STRING, values) if missing.any() else values
 
 
 def _whole(

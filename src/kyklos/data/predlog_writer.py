@@ -191,13 +191,18 @@ class LogWriter:
         """
         return self._append(records, wake=True)
 
-    def _append(self, records: Mapping[str, Any], *, wake: bool) -> Commit:
-        """``append``; ``wake=False`` leaves the committer thread asleep (the loop commits)."""
-        schema = self._schema
-        batch = schema.normalize(records)
+    def _append(
+        self,
+        records: Mapping[str, Any],
+        *,
+        wake: bool,
+        normalized: tuple[LogSchema, Normalized] | None = None,
+    ) -> Commit:
+        """``append``; ``wake=False`` leaves the committer thread asleep (the loop commits).
+        ``normalized``: the records already normalised, and the schema that did it."""
+        schema, batch = normalized or (self._schema, self._schema.normalize(records))
         with self._cond:
-            if self._closing or self._failure is not None or os.getpid() != self._pid:
-                raise StoreError(self._refusal())
+            self._check_open()
             if schema is not self._schema:  # the features changed meanwhile
                 schema = self._schema
                 batch = schema.normalize(records)
@@ -249,11 +254,10 @@ class LogWriter:
         schema = self._schema
         batch = schema.normalize(records)
         with self._cond:
-            if self._closing or self._failure is not None or os.getpid() != self._pid:
-                raise StoreError(self._refusal())
+            self._check_open()
             pending = bool(self._groups) or schema is not self._schema
         if pending:  # others to commit along (or the features changed): the group path
-            commit = self._append(records, wake=False)
+            commit = self._append(records, wake=False, normalized=(schema, batch))
             self._commit_on_loop()
             commit.wait()
             return
@@ -316,6 +320,11 @@ class LogWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _check_open(self) -> None:
+        """Raise :class:`StoreError` when appends are refused (called holding the lock)."""
+        if self._closing or self._failure is not None or os.getpid() != self._pid:
+            raise StoreError(self._refusal())
 
     def _refusal(self) -> str:
         if os.getpid() != self._pid:
